@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:  `make course`  and  `make test`.
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.minigpt2-installed
+# The CPU build where there is no GPU; override for CUDA, e.g. make course TORCH_SPEC="torch==2.13.0"
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup course test exercises clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+course: setup
+	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
+
+test: setup
+	MINIGPT2_QUICK=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+exercises: setup
+	$(VENV)/bin/minigpt2 exercises
+
+clean:
+	rm -rf $(VENV) .pytest_cache
