@@ -1,0 +1,158 @@
+"""Finding the course's data files, and proving they are the right bytes.
+
+A file is looked for in this order:
+
+1. an explicit path, when the caller gives one;
+2. the folder named by ``MINIGPT2_DATA_DIR``;
+3. the user cache (``$XDG_CACHE_HOME/minigpt2``, else ``~/.cache/minigpt2``);
+4. a download from the canonical source into the user cache
+   (never when ``MINIGPT2_OFFLINE=1``).
+
+Whatever is found is checked against its SHA-256: a truncated or corrupted file is
+an error that says which file and what to do, never silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR_ENV = "MINIGPT2_DATA_DIR"
+OFFLINE_ENV = "MINIGPT2_OFFLINE"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    name: str
+    filename: str
+    size: int
+    sha256: str
+    url: str
+    description: str
+
+
+KNOWN_FILES: dict[str, DataFile] = {
+    f.name: f
+    for f in (
+        DataFile(
+            name="tinyshakespeare",
+            filename="tinyshakespeare.txt",
+            size=1_115_394,
+            sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            description="40,000 lines of Shakespeare, the corpus the course trains on",
+        ),
+        DataFile(
+            name="gpt2-merges",
+            filename="gpt2.tiktoken",
+            size=835_554,
+            sha256="306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+            url="https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken",
+            description="GPT-2's 50,256 BPE merge ranks, in tiktoken's format",
+        ),
+    )
+}
+
+
+class DataFileError(RuntimeError):
+    """A data file is missing, unreachable, or not the bytes it should be."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "minigpt2"
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_verified: dict[tuple[str, int, int], bool] = {}
+
+
+def verify(path: Path, spec: DataFile) -> Path:
+    """Return ``path`` if it holds exactly ``spec``'s bytes; raise a DataFileError otherwise."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _verified:
+        return path
+    if stat.st_size != spec.size:
+        raise DataFileError(
+            f"{path} is {stat.st_size:,} bytes but {spec.filename} should be {spec.size:,} bytes: "
+            f"it is truncated or not the right file. Delete it and put a fresh copy from {spec.url} there."
+        )
+    actual = sha256_of(path)
+    if actual != spec.sha256:
+        raise DataFileError(
+            f"{path} has SHA-256 {actual[:12]}…, not {spec.sha256[:12]}… as {spec.filename} should: "
+            f"it is corrupted or not the right file. Delete it and put a fresh copy from {spec.url} there."
+        )
+    _verified[key] = True
+    return path
+
+
+def candidates(spec: DataFile) -> list[Path]:
+    """Where ``spec`` is looked for, in order (the explicit path aside)."""
+    places = []
+    if os.environ.get(DATA_DIR_ENV):
+        places.append(Path(os.environ[DATA_DIR_ENV]).expanduser() / spec.filename)
+    places.append(cache_dir() / spec.filename)
+    return places
+
+
+def locate(name: str, path: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The verified local path of data file ``name`` (see the module docstring for the order)."""
+    if name not in KNOWN_FILES:
+        raise DataFileError(f"unknown data file {name!r}; known: {', '.join(sorted(KNOWN_FILES))}")
+    spec = KNOWN_FILES[name]
+    if path is not None:
+        explicit = Path(path).expanduser()
+        if not explicit.is_file():
+            raise DataFileError(f"{explicit} does not exist (it was given as the path of {spec.filename}).")
+        return verify(explicit, spec)
+    for place in candidates(spec):
+        if place.is_file():
+            return verify(place, spec)
+    if download and not offline():
+        return _download(spec)
+    raise DataFileError(
+        f"{spec.filename} ({spec.description}) was not found, and "
+        + ("downloads are off (MINIGPT2_OFFLINE=1)" if offline() else "downloading was not allowed")
+        + f". Put a copy in a folder and point {DATA_DIR_ENV} at it, or in {cache_dir()}; "
+        f"the file comes from {spec.url}"
+    )
+
+
+def _download(spec: DataFile) -> Path:
+    target = cache_dir() / spec.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(spec.url, timeout=30) as response:
+            data = response.read()
+    except OSError as err:
+        raise DataFileError(
+            f"{spec.filename} was not found locally and could not be downloaded from {spec.url} ({err}). "
+            f"Offline? Put a copy in a folder and set {DATA_DIR_ENV} to that folder."
+        ) from err
+    # Write beside the target, then rename: a half-written file never takes its place.
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+        tmp.write(data)
+    try:
+        verify(Path(tmp.name), spec)
+    except DataFileError as err:
+        os.unlink(tmp.name)
+        raise DataFileError(f"the download from {spec.url} is not the expected file: {err}") from err
+    os.replace(tmp.name, target)
+    return target

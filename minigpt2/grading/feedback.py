@@ -1,0 +1,91 @@
+"""Comparing a learner's answer with the reference, and saying what is wrong.
+
+The central idea: a check knows the common mistakes of an exercise and computes
+what each would have produced on the same input (a :class:`Mistake`). When the
+learner's answer is wrong but equals one of those, the check names that mistake
+("softmax over the wrong axis") instead of printing two tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from minigpt2.grading.core import CheckFailed
+
+
+@dataclass
+class Mistake:
+    output: Any  # what the mistaken implementation returns on the same input
+    message: str  # what to tell the learner
+
+
+def _close(a: Any, b: Any, atol: float, rtol: float) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.shape != b.shape:
+            return False
+        if a.is_floating_point() or b.is_floating_point():
+            return torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol, equal_nan=False)
+        return torch.equal(a, b)
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) <= atol + rtol * abs(float(b))
+        except (TypeError, ValueError):
+            return False
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def name_mistake(got: Any, mistakes: list[Mistake], atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """Raise CheckFailed with the message of the first mistake ``got`` matches."""
+    for mistake in mistakes:
+        if _close(got, mistake.output, atol, rtol):
+            raise CheckFailed(mistake.message)
+
+
+def expect_tensor(
+    got: Any,
+    expected: torch.Tensor,
+    *,
+    what: str = "the result",
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    mistakes: list[Mistake] = (),
+    check_dtype: bool = False,
+) -> None:
+    """``got`` must be a tensor equal to ``expected``; otherwise say how it differs."""
+    if not isinstance(got, torch.Tensor):
+        raise CheckFailed(f"{what} should be a torch.Tensor, but it is a {type(got).__name__}.")
+    mistakes = list(mistakes)
+    if tuple(got.shape) != tuple(expected.shape):
+        name_mistake(got, mistakes, atol, rtol)
+        raise CheckFailed(f"{what} has shape {tuple(got.shape)}, but it should have shape {tuple(expected.shape)}.")
+    if check_dtype and got.dtype != expected.dtype:
+        raise CheckFailed(f"{what} has dtype {got.dtype}, but it should have dtype {expected.dtype}.")
+    if got.is_floating_point() and torch.isnan(got).any() and not torch.isnan(expected).any():
+        name_mistake(got, mistakes, atol, rtol)
+        raise CheckFailed(f"{what} contains NaN where the reference has numbers: look for 0/0, log(0) or exp of a huge value.")
+    if _close(got, expected.to(got.dtype) if got.is_floating_point() else expected, atol, rtol):
+        return
+    name_mistake(got, mistakes, atol, rtol)
+    diff = (got.double() - expected.double()).abs()
+    where = tuple(int(i) for i in torch.unravel_index(torch.argmax(diff.nan_to_num(float("inf"))), diff.shape))
+    raise CheckFailed(
+        f"{what} has the right shape but the wrong values: at index {where} it is "
+        f"{got[where].item():.6g} where the reference gives {expected[where].item():.6g} "
+        f"(largest difference {diff.max().item():.3g})."
+    )
+
+
+def expect_equal(got: Any, expected: Any, *, what: str = "the result", mistakes: list[Mistake] = ()) -> None:
+    """``got`` must equal ``expected`` (plain Python values); otherwise say how it differs."""
+    if _close(got, expected, 0.0, 0.0):
+        return
+    name_mistake(got, list(mistakes), 0.0, 0.0)
+    if type(got) is not type(expected) and not (isinstance(got, (int, float)) and isinstance(expected, (int, float))):
+        raise CheckFailed(f"{what} should be a {type(expected).__name__}, but it is a {type(got).__name__} ({got!r}).")
+    raise CheckFailed(f"{what} is {got!r}, but it should be {expected!r}.")

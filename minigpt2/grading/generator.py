@@ -1,0 +1,116 @@
+"""Write ``exercises/`` from ``solutions/``: the solution regions become stubs.
+
+In a solutions notebook, a region of a code cell between ``# BEGIN SOLUTION`` and
+``# END SOLUTION`` is the learner's to write. The generated exercises notebook has
+in its place one line, at the region's indentation::
+
+    raise NotImplementedError("Exercise 03.1 (Scaled attention scores): replace this line with your code")
+
+The exercise is the one named by the nearest markdown heading above the cell
+(``### Exercise 03.1 — Scaled attention scores``). Outputs and execution counts
+are cleared: the learner runs the notebook.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import nbformat
+
+BEGIN = "# BEGIN SOLUTION"
+END = "# END SOLUTION"
+HEADING = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+?)\s*(\(.*\))?\s*$", re.MULTILINE)
+
+
+class GeneratorError(ValueError):
+    """A solutions notebook the generator cannot turn into an exercise."""
+
+
+def stub_line(indent: str, exercise_id: str, title: str) -> str:
+    return f'{indent}raise NotImplementedError("Exercise {exercise_id} ({title}): replace this line with your code")'
+
+
+def strip_solutions(source: str, exercise_id: str, title: str, where: str) -> str:
+    """Replace every BEGIN/END SOLUTION region of ``source`` with the stub."""
+    out: list[str] = []
+    inside = False
+    for number, line in enumerate(source.splitlines(), start=1):
+        marker = line.strip()
+        if marker == BEGIN:
+            if inside:
+                raise GeneratorError(f"{where}, line {number}: {BEGIN} inside another solution region")
+            inside = True
+            out.append(stub_line(line[: len(line) - len(line.lstrip())], exercise_id, title))
+        elif marker == END:
+            if not inside:
+                raise GeneratorError(f"{where}, line {number}: {END} without a {BEGIN} before it")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise GeneratorError(f"{where}: {BEGIN} is never closed by {END}")
+    return "\n".join(out)
+
+
+def make_exercises(solutions: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+    """The exercises notebook for a solutions notebook (which is not modified)."""
+    nb = copy.deepcopy(solutions)
+    current: tuple[str, str] | None = None
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            found = HEADING.findall(cell.source)
+            if found:
+                current = (found[-1][0], found[-1][1])
+            continue
+        if cell.cell_type != "code":
+            continue
+        if BEGIN in cell.source:
+            where = f"{name}, cell {index}"
+            if current is None:
+                raise GeneratorError(f"{where}: a solution region with no '### Exercise NN.K — Title' heading above it")
+            cell.source = strip_solutions(cell.source, *current, where=where)
+        cell.outputs = []
+        cell.execution_count = None
+    return nb
+
+
+def render(nb: nbformat.NotebookNode) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+def expected_exercises(solutions_dir: Path) -> dict[str, str]:
+    """File name -> the text the exercises notebook of that name should have."""
+    return {
+        path.name: render(make_exercises(nbformat.read(path, as_version=4), name=path.name))
+        for path in sorted(Path(solutions_dir).glob("*.ipynb"))
+    }
+
+
+def out_of_sync(solutions_dir: Path, exercises_dir: Path) -> list[str]:
+    """What differs between ``exercises_dir`` and what the generator would write."""
+    expected = expected_exercises(solutions_dir)
+    problems = []
+    for name, text in expected.items():
+        target = Path(exercises_dir) / name
+        if not target.exists():
+            problems.append(f"{target} is missing")
+        elif target.read_text(encoding="utf-8") != text:
+            problems.append(f"{target} differs from what solutions/{name} generates")
+    for target in sorted(Path(exercises_dir).glob("*.ipynb")):
+        if target.name not in expected:
+            problems.append(f"{target} has no solutions notebook")
+    return problems
+
+
+def write_exercises(solutions_dir: Path, exercises_dir: Path) -> list[Path]:
+    """Write every exercises notebook; return the paths that changed."""
+    Path(exercises_dir).mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, text in expected_exercises(solutions_dir).items():
+        target = Path(exercises_dir) / name
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+            changed.append(target)
+    return changed
