@@ -1,0 +1,22 @@
+"""Shared test set-up: no network, the data folder, quick mode."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Tests never touch the network.
+os.environ["MINIGPT2_OFFLINE"] = "1"
+# Long cells shrink their work.
+os.environ.setdefault("MINIGPT2_QUICK", "1")
+# Development checkouts have the course's shared data beside them; CI sets this itself.
+_shared = ROOT.parent / "shared" / "data"
+if "MINIGPT2_DATA_DIR" not in os.environ and _shared.is_dir():
+    os.environ["MINIGPT2_DATA_DIR"] = str(_shared)
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
