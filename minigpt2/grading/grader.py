@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     if not isinstance(raw, dict) or "cells" not in raw:
         raise GradingError(f"{path} is JSON but not a Jupyter notebook (it has no 'cells').")
     try:
-        return nbformat.from_dict(raw) if raw.get("nbformat", 4) >= 4 else nbformat.reads(text, as_version=4)
+        return nbformat.reads(text, as_version=4)
     except Exception as err:  # nbformat's own validation errors are many kinds
         raise GradingError(f"{path} is not a notebook nbformat can read: {err}") from None
 
@@ -128,7 +129,7 @@ def grade_notebook(path: str | Path, cell_timeout: int = 60) -> Report:
     )
     notes: list[str] = []
     try:
-        client.execute()
+        client.execute(stderr=subprocess.DEVNULL)  # the kernel's own log lines are not the learner's business
     except DeadKernelError:
         notes.append("the kernel died while running the notebook (out of memory? a crash in native code?)")
     except CellTimeoutError:

@@ -1,0 +1,108 @@
+"""The ``minigpt2`` command: train, sample, grade, doctor, exercises."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_FULL_MARKS = 0
+EXIT_NOT_FULL_MARKS = 1
+EXIT_CANNOT_GRADE = 2
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from minigpt2.grading.grader import GradingError, format_table, grade_notebook
+
+    try:
+        report = grade_notebook(args.notebook, cell_timeout=args.timeout)
+    except GradingError as err:
+        if args.json:
+            print(json.dumps({"notebook": str(args.notebook), "error": str(err)}, ensure_ascii=False))
+        else:
+            print(f"minigpt2 grade: {err}", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else format_table(report))
+    return EXIT_FULL_MARKS if report.score == report.max_score else EXIT_NOT_FULL_MARKS
+
+
+def cmd_exercises(args: argparse.Namespace) -> int:
+    from minigpt2.grading.generator import GeneratorError, out_of_sync, write_exercises
+
+    try:
+        if args.check:
+            problems = out_of_sync(args.solutions, args.exercises)
+            for problem in problems:
+                print(problem)
+            if problems:
+                print("Run `minigpt2 exercises` to regenerate them.")
+            return 1 if problems else 0
+        changed = write_exercises(args.solutions, args.exercises)
+    except GeneratorError as err:
+        print(f"minigpt2 exercises: {err}", file=sys.stderr)
+        return 2
+    for path in changed:
+        print(f"wrote {path}")
+    print(f"{len(changed)} exercises notebook(s) written; the others were already up to date.")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from minigpt2.doctor import run_doctor
+
+    return run_doctor()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from minigpt2.train import main
+
+    return main(args.rest)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from minigpt2.train import sample_main
+
+    return sample_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minigpt2", description="GPT-2, built one piece at a time.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    grade = sub.add_parser(
+        "grade",
+        help="run an exercises notebook headless and score it",
+        description="Run a notebook headless in a fresh kernel and score its exercises. "
+        f"Exit status: {EXIT_FULL_MARKS} full marks, {EXIT_NOT_FULL_MARKS} graded but not full marks, "
+        f"{EXIT_CANNOT_GRADE} the notebook could not be graded. The notebook file is never modified.",
+    )
+    grade.add_argument("notebook", type=Path)
+    grade.add_argument("--json", action="store_true", help="print the report as JSON")
+    grade.add_argument("--timeout", type=int, default=60, help="seconds one cell may run (default 60)")
+    grade.set_defaults(run=cmd_grade)
+
+    exercises = sub.add_parser("exercises", help="write exercises/ from solutions/ (solution regions become stubs)")
+    exercises.add_argument("--solutions", type=Path, default=Path("solutions"))
+    exercises.add_argument("--exercises", type=Path, default=Path("exercises"))
+    exercises.add_argument("--check", action="store_true", help="write nothing; exit 1 if exercises/ is out of date")
+    exercises.set_defaults(run=cmd_exercises)
+
+    doctor = sub.add_parser("doctor", help="check that this machine is ready for the course")
+    doctor.set_defaults(run=cmd_doctor)
+
+    for name, run, what in (("train", cmd_train, "train a model (minigpt2 train --help)"),
+                            ("sample", cmd_sample, "sample from a checkpoint (minigpt2 sample --help)")):
+        p = sub.add_parser(name, help=what, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
