@@ -1,0 +1,220 @@
+"""minigpt2.viz: heatmaps, head statistics, the attention widget and explorer — all headless."""
+
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.colors as mcolors  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from minigpt2.viz import attention_entropy, attention_grid, attention_heatmap, display_token, head_scores, top_heads  # noqa: E402
+from minigpt2.viz.heatmap import MASKED_COLOR, label_ticks  # noqa: E402
+
+
+def causal_weights(*shape, seed=0):
+    """Random causal attention weights of shape (*shape, T, T); rows sum to 1."""
+    g = torch.Generator().manual_seed(seed)
+    T = shape[-1]
+    scores = torch.randn(*shape[:-1], T, T, generator=g)
+    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    return scores.masked_fill(future, float("-inf")).softmax(-1)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+# --- token labels ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "piece, label",
+    [(" the", "·the"), ("\n", "↵"), ("\n\n", "↵↵"), ("\t", "⇥"), ("", "∅"), ("a\x00", "a\\x00"),
+     ("Hello", "Hello"), ("antidisestablishment", "antidisesta…")],
+)
+def test_display_token_makes_hidden_characters_visible(piece, label):
+    assert display_token(piece) == label
+
+
+def test_label_ticks_thin_out_when_labels_would_not_fit():
+    ticks, size = label_ticks(8, inches=4.0)
+    assert ticks == list(range(8)) and size == 10.0
+    ticks, size = label_ticks(200, inches=4.0)
+    assert size == 6.0 and 1 < ticks[1] and len(ticks) < 200 and ticks[0] == 0
+
+
+# --- one head ----------------------------------------------------------------------------
+
+
+def test_heatmap_puts_queries_on_rows_and_blanks_the_future():
+    T = 6
+    w = causal_weights(T)
+    tokens = ["A", " cat", " sat", "\n", " on", "."]
+    ax = attention_heatmap(w, tokens, title="layer 0 · head 0")
+    image = ax.images[0]
+    data = image.get_array()
+    np.testing.assert_allclose(data.data, w.numpy(), rtol=1e-6)  # rows = queries, not transposed
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    np.testing.assert_array_equal(data.mask, future)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "·cat", "·sat", "↵", "·on", "."]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "·cat", "·sat", "↵", "·on", "."]
+    assert ax.get_title() == "layer 0 · head 0"
+    assert ax.get_ylabel().startswith("query") and ax.get_xlabel().startswith("key")
+
+
+def test_masked_cells_look_blank_not_like_a_zero_weight():
+    w = torch.eye(4)  # hard attention: allowed cells with weight exactly 0 below the diagonal
+    image = attention_heatmap(w, list("abcd")).images[0]
+    rgba = image.to_rgba(image.get_array())  # (T, T, 4), what is painted
+    blank = mcolors.to_rgba(MASKED_COLOR)
+    np.testing.assert_allclose(rgba[0, 3], blank)  # future cell
+    zero = rgba[3, 0]  # an allowed cell the head ignores
+    assert not np.allclose(zero, blank)
+    assert not image.get_array().mask[3, 0]
+
+
+def test_non_finite_cells_are_blank_and_causal_false_shows_everything():
+    w = torch.full((3, 3), 1 / 3)
+    w[2, 1] = float("nan")
+    mask = attention_heatmap(w, None, causal=False).images[0].get_array().mask
+    expected = np.zeros((3, 3), dtype=bool)
+    expected[2, 1] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_heatmap_accepts_tensors_with_grad_arrays_and_lists_and_draws_on_a_given_axes():
+    fig, ax = plt.subplots()
+    w = causal_weights(3).requires_grad_()
+    assert attention_heatmap(w, None, ax=ax, colorbar=False) is ax
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
+    attention_heatmap(w.detach().numpy(), ["a", "b", "c"])
+    attention_heatmap(w.tolist(), ["a", "b", "c"])
+
+
+def test_heatmap_bad_input_says_what_to_do():
+    with pytest.raises(ValueError, match=r"attention_grid"):
+        attention_heatmap(causal_weights(2, 4), list("abcd"))
+    with pytest.raises(ValueError, match=r"one token per position"):
+        attention_heatmap(causal_weights(4), list("abc"))
+    with pytest.raises(TypeError, match=r"list of token pieces"):
+        attention_heatmap(causal_weights(4), "abcd")
+
+
+def test_labels_with_dollars_and_arrows_render_without_math_or_missing_glyphs():
+    ax = attention_heatmap(causal_weights(4), ["$x", "$", "\n\t", " y"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph … missing from font" or a mathtext error would raise
+        ax.figure.canvas.draw()
+    assert ax.get_xticklabels()[0].get_text() == r"\$x"
+
+
+# --- a grid of heads ---------------------------------------------------------------------------
+
+
+def test_grid_draws_every_head_of_the_chosen_layer():
+    layers = [causal_weights(6, 5, seed=s) for s in range(3)]  # 3 layers of (n_head=6, T=5, T)
+    fig = attention_grid(layers, list("abcde"), layer=2)
+    heads = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in heads] == [f"head {h}" for h in range(6)]
+    for h, ax in enumerate(heads):
+        np.testing.assert_allclose(ax.images[0].get_array().data, layers[2][h].numpy(), rtol=1e-6)
+    assert fig._suptitle.get_text() == "layer 2"
+
+
+def test_grid_takes_one_layer_a_stacked_tensor_or_the_models_batch_of_one():
+    w = causal_weights(2, 4, 7)  # (n_layer, n_head, T, T)
+    for weights, layer in [(w[1], None), (w, 1), ([x[None] for x in w], 1)]:
+        fig = attention_grid(weights, None, layer=layer)
+        np.testing.assert_allclose(fig.axes[3].images[0].get_array().data, w[1, 3].numpy(), rtol=1e-6)
+        plt.close(fig)
+
+
+def test_grid_hides_spare_cells_and_drops_labels_for_long_texts():
+    fig = attention_grid(causal_weights(7, 20), None)  # 7 heads → 2 rows of 4, one spare
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.images]
+    assert len(visible) == 7
+    assert all(not ax.get_xticks().size for ax in visible)
+
+
+def test_grid_bad_input_says_what_to_do():
+    layers = [causal_weights(2, 4) for _ in range(2)]
+    with pytest.raises(ValueError, match=r"pass layer=0…1"):
+        attention_grid(layers, None)
+    with pytest.raises(IndexError, match=r"layer 5 is out of range"):
+        attention_grid(layers, None, layer=5)
+    with pytest.raises(ValueError, match=r"batch of 3 sequences"):
+        attention_grid([causal_weights(3, 2, 4)], None, layer=0)
+    with pytest.raises(ValueError, match=r"\(n_head, T, T\)"):
+        attention_grid(causal_weights(4), None)
+
+
+# --- numbers per head ---------------------------------------------------------------------------
+
+
+def test_entropy_matches_torch_categorical_row_by_row():
+    w = causal_weights(3, 4, 9)  # (n_layer, n_head, T, T)
+    expected = torch.distributions.Categorical(probs=w.double()).entropy().mean(-1)  # (3, 4)
+    torch.testing.assert_close(attention_entropy(w), expected)
+    torch.testing.assert_close(attention_entropy(list(w)), expected)  # a list over layers
+    torch.testing.assert_close(attention_entropy(w[0, 0]), expected[0, 0])
+
+
+def test_entropy_of_focused_and_uniform_heads():
+    T = 5
+    uniform = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None]
+    assert attention_entropy(torch.eye(T)).item() == 0.0
+    assert attention_entropy(uniform).item() == pytest.approx(sum(math.log(i + 1) for i in range(T)) / T)
+
+
+def shifted_head(T, offset):
+    """A head that puts all weight on key i - offset (or on key 0 when that is before the start)."""
+    w = torch.zeros(T, T)
+    for i in range(T):
+        w[i, max(i - offset, 0)] = 1.0
+    return w
+
+
+def test_head_scores_recognise_previous_first_and_current_token_heads():
+    T = 6
+    first = torch.zeros(T, T)
+    first[:, 0] = 1.0
+    heads = torch.stack([shifted_head(T, 1), first, torch.eye(T)])  # (3, T, T)
+    s = head_scores(heads)
+    torch.testing.assert_close(s["previous_token"], torch.tensor([1.0, 1 / (T - 1), 0.0], dtype=torch.float64))
+    torch.testing.assert_close(s["first_token"], torch.tensor([1 / (T - 1), 1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(s["current_token"], torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    assert "induction" not in s
+
+
+def test_head_scores_find_induction_and_duplicate_token_heads_on_a_repeated_sequence():
+    ids = [7, 3, 9, 5, 7, 3, 9, 5]  # A B C D A B C D
+    T = len(ids)
+    induction = shifted_head(T, 3)  # second A (i=4) looks at B (i=1): the token after the first A
+    duplicate = shifted_head(T, 4)  # second A looks at the first A
+    s = head_scores(torch.stack([induction, duplicate]), ids=ids)
+    torch.testing.assert_close(s["induction"], torch.tensor([1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(s["duplicate_token"], torch.tensor([0.0, 1.0], dtype=torch.float64))
+
+
+def test_repeat_scores_are_nan_without_repeats_and_bad_ids_are_named():
+    s = head_scores(causal_weights(2, 4), ids=[1, 2, 3, 4])
+    assert torch.isnan(s["induction"]).all() and torch.isnan(s["duplicate_token"]).all()
+    with pytest.raises(ValueError, match=r"one token id per position"):
+        head_scores(causal_weights(4), ids=[1, 2])
+    with pytest.raises(ValueError, match=r"T >= 2"):
+        head_scores(torch.ones(1, 1))
+
+
+def test_top_heads_ranks_best_first_and_skips_nan():
+    score = torch.tensor([[0.1, 0.9, float("nan")], [0.5, 0.2, 0.95]])
+    assert top_heads(score, k=3) == [(1, 2, pytest.approx(0.95)), (0, 1, pytest.approx(0.9)), (1, 0, pytest.approx(0.5))]
+    with pytest.raises(ValueError, match=r"\(n_layer, n_head\)"):
+        top_heads(torch.zeros(3))
