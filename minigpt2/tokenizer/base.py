@@ -1,0 +1,263 @@
+"""The byte-level BPE tokenizer: train, encode, decode, save, load.
+
+A tokenizer is three things:
+
+* ``byte_ids``: the id of each of the 256 bytes. A trained tokenizer gives byte b the
+  id b; GPT-2 numbers its bytes in another order, so this is a table, not a rule.
+* ``merges``: the ordered list of pairs; merge k turns the pair into id 256 + k.
+  Encoding applies them in the same order: the earliest-learned merge first.
+* ``special_tokens``: strings such as ``<|endoftext|>`` that become one fixed id, and
+  only when the caller allows it (as in tiktoken).
+
+Text is pre-split with a regex (:mod:`minigpt2.tokenizer.pretokenize`) and merges never
+cross a chunk boundary, so each distinct chunk is encoded once and remembered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import Literal
+
+import regex
+
+from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, compiled, split_text
+from minigpt2.tokenizer.simple import Pair
+from minigpt2.tokenizer.train import train_merges
+
+FILE_FORMAT = "minigpt2-bpe"
+FILE_VERSION = 1
+NO_MERGE = 1 << 62  # ranks above every real merge
+CACHE_LIMIT = 200_000  # distinct chunks remembered before the memory is cleared
+
+
+class TokenizerFileError(ValueError):
+    """A tokenizer file that cannot be loaded; the message says what is wrong in it."""
+
+
+class BPETokenizer:
+    def __init__(
+        self,
+        merges: Iterable[Pair] = (),
+        pattern: str | None = GPT2_SPLIT_PATTERN,
+        special_tokens: dict[str, int] | None = None,
+        byte_ids: Iterable[int] | None = None,
+    ):
+        self.merges: list[Pair] = [(int(a), int(b)) for a, b in merges]
+        self.pattern = pattern
+        self.byte_ids: list[int] = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
+        self.special_tokens: dict[str, int] = dict(special_tokens or {})
+        self._check()
+        # ids -> bytes, for decoding
+        self.vocab: dict[int, bytes] = {byte_id: bytes([b]) for b, byte_id in enumerate(self.byte_ids)}
+        for k, (a, b) in enumerate(self.merges):
+            self.vocab[256 + k] = self.vocab[a] + self.vocab[b]
+        self.vocab.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
+        # pair -> the id it merges into; the smallest id is the earliest merge
+        self._ranks: dict[Pair, int] = {pair: 256 + k for k, pair in enumerate(self.merges)}
+        self._chunk_cache: dict[str, list[int]] = {}
+
+    def _check(self) -> None:
+        if sorted(self.byte_ids) != list(range(256)):
+            raise ValueError("byte_ids must give each of the 256 bytes its own id in 0..255 (a permutation of range(256)).")
+        for k, (a, b) in enumerate(self.merges):
+            if not (0 <= a < 256 + k and 0 <= b < 256 + k):
+                raise ValueError(
+                    f"merge {k} ({a}, {b}) uses an id that does not exist yet: merge k may only use ids below {256 + k}."
+                )
+        first_free = 256 + len(self.merges)
+        for text, i in self.special_tokens.items():
+            if not text:
+                raise ValueError("a special token cannot be the empty string.")
+            if i < first_free:
+                raise ValueError(f"special token {text!r} has id {i}, which a byte or a merge already uses; give it an id ≥ {first_free}.")
+        if len(set(self.special_tokens.values())) != len(self.special_tokens):
+            raise ValueError(f"two special tokens share an id: {self.special_tokens}")
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def train(
+        cls,
+        text: str,
+        vocab_size: int,
+        pattern: str | None = GPT2_SPLIT_PATTERN,
+        special_tokens: dict[str, int] | None = None,
+    ) -> "BPETokenizer":
+        """A tokenizer with ``vocab_size`` ids (256 bytes + merges) learned from ``text``.
+
+        Each step merges the most frequent adjacent pair, the smaller pair on a tie
+        (see :mod:`minigpt2.tokenizer.train`). Special tokens come on top of ``vocab_size``."""
+        if not isinstance(vocab_size, int) or vocab_size < 256:
+            raise ValueError(f"vocab_size must be an int ≥ 256 (the 256 bytes come first), not {vocab_size!r}.")
+        merges = train_merges(text, vocab_size, pattern)
+        if len(merges) < vocab_size - 256:
+            raise ValueError(
+                f"the text only allows {len(merges)} merges (every chunk became one token), so at most "
+                f"vocab_size={256 + len(merges)}; train on more text or ask for fewer ids."
+            )
+        return cls(merges, pattern, special_tokens)
+
+    # ------------------------------------------------------------------ encoding
+
+    @property
+    def vocab_size(self) -> int:
+        """How many ids the tokenizer uses: 256 bytes, the merges, the special tokens."""
+        return 256 + len(self.merges) + len(self.special_tokens)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """The ids of ``text``, treating special-token strings as plain text."""
+        text = _replace_lone_surrogates(text)
+        cache = self._chunk_cache
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
+        ids: list[int] = []
+        for chunk in split_text(text, self.pattern):
+            chunk_ids = cache.get(chunk)
+            if chunk_ids is None:
+                chunk_ids = cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
+            ids += chunk_ids
+        return ids
+
+    def _encode_chunk(self, chunk: bytes) -> list[int]:
+        """Apply the merges to one chunk, always the earliest-learned merge present first."""
+        byte_ids, ranks = self.byte_ids, self._ranks
+        ids = [byte_ids[b] for b in chunk]
+        pair_ranks = [ranks.get(pair, NO_MERGE) for pair in zip(ids, ids[1:])]  # pair_ranks[i]: ids i, i+1
+        while pair_ranks:
+            rank = min(pair_ranks)
+            if rank == NO_MERGE:
+                break
+            i = pair_ranks.index(rank)  # the leftmost occurrence, as tiktoken merges
+            ids[i : i + 2] = [rank]  # the rank is the new id
+            del pair_ranks[i]
+            # only the pairs touching the new id changed
+            if i > 0:
+                pair_ranks[i - 1] = ranks.get((ids[i - 1], rank), NO_MERGE)
+            if i < len(pair_ranks):
+                pair_ranks[i] = ranks.get((rank, ids[i + 1]), NO_MERGE)
+        return ids
+
+    def encode(
+        self,
+        text: str,
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> list[int]:
+        """The ids of ``text``, with special tokens handled as tiktoken does.
+
+        A special token's text becomes its id only if it is in ``allowed_special``
+        (or ``allowed_special="all"``). If it is in ``disallowed_special`` (by default
+        every special token not allowed) the call raises; otherwise it is plain text."""
+        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
+        disallowed = set(self.special_tokens) - allowed if disallowed_special == "all" else set(disallowed_special)
+        unknown = (allowed | disallowed) - set(self.special_tokens)
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} are not special tokens of this tokenizer; it has {sorted(self.special_tokens)}.")
+        if disallowed:
+            found = compiled(_alternation(disallowed)).search(text)
+            if found:
+                token = found.group()
+                raise ValueError(
+                    f"the text contains the special token {token!r}. To encode it as the special token, pass "
+                    f"allowed_special={{{token!r}}}; to encode it as plain text, pass disallowed_special=()."
+                )
+        if not allowed:
+            return self.encode_ordinary(text)
+        ids: list[int] = []
+        # a capturing split keeps the special tokens: [text, special, text, special, ..., text]
+        for k, part in enumerate(compiled(f"({_alternation(allowed)})").split(text)):
+            ids += [self.special_tokens[part]] if k % 2 else self.encode_ordinary(part)
+        return ids
+
+    # ------------------------------------------------------------------ decoding
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        try:
+            return b"".join(self.vocab[i] for i in ids)
+        except KeyError as err:
+            raise ValueError(f"id {err.args[0]!r} is not in this tokenizer's vocabulary of {self.vocab_size} ids.") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``. Bytes that are not valid UTF-8 (a character cut between two
+        tokens, say) become U+FFFD '�', as in tiktoken, instead of raising."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the tokenizer as JSON, one merge per line (merge k makes id 256 + k)."""
+        path = Path(path)
+        header = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "pattern": self.pattern,
+            "special_tokens": self.special_tokens,
+            "byte_ids": self.byte_ids,
+        }
+        lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}," for k, v in header.items()]
+        merges = ",\n".join(f"    [{a}, {b}]" for a, b in self.merges)
+        path.write_text("{\n" + "\n".join(lines) + '\n  "merges": [\n' + merges + "\n  ]\n}\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BPETokenizer":
+        """The tokenizer written by :meth:`save`; a malformed file raises a TokenizerFileError saying what is wrong."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TokenizerFileError(f"{path} does not exist; save a tokenizer there first with tokenizer.save(path).") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise TokenizerFileError(f"{path} is not a tokenizer file written by BPETokenizer.save ({err}).") from None
+        if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+            raise TokenizerFileError(f"{path} is JSON but not a tokenizer file written by BPETokenizer.save (no \"format\": \"{FILE_FORMAT}\").")
+        if data.get("version") != FILE_VERSION:
+            raise TokenizerFileError(f"{path} has format version {data.get('version')!r}; this minigpt2 reads version {FILE_VERSION}.")
+        missing = {"pattern", "special_tokens", "byte_ids", "merges"} - set(data)
+        if missing:
+            raise TokenizerFileError(f"{path} lacks the field(s) {sorted(missing)}.")
+        try:
+            return cls(_pairs(data["merges"]), data["pattern"], _special(data["special_tokens"]), _ints(data["byte_ids"]))
+        except ValueError as err:
+            raise TokenizerFileError(f"{path} is damaged: {err}") from None
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
+
+
+def _alternation(strings: Iterable[str]) -> str:
+    """A regex matching any of ``strings``, longest first."""
+    return "|".join(regex.escape(s) for s in sorted(strings, key=len, reverse=True))
+
+
+def _replace_lone_surrogates(text: str) -> str:
+    """Text that UTF-8 can encode: lone surrogates (from broken UTF-16) become U+FFFD, as in tiktoken."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _ints(values) -> list[int]:
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError("byte_ids should be a list of 256 ints.")
+    return values
+
+
+def _pairs(values) -> list[Pair]:
+    if not isinstance(values, list):
+        raise ValueError("merges should be a list of [id, id] pairs.")
+    for k, v in enumerate(values):
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+            raise ValueError(f"merge {k} is {v!r}, not a pair of ids like [104, 101].")
+    return [tuple(v) for v in values]
+
+
+def _special(values) -> dict[str, int]:
+    if not isinstance(values, dict) or not all(isinstance(i, int) and not isinstance(i, bool) for i in values.values()):
+        raise ValueError('special_tokens should map strings to ids, like {"<|endoftext|>": 50256}.')
+    return values
