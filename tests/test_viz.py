@@ -218,3 +218,183 @@ def test_top_heads_ranks_best_first_and_skips_nan():
     assert top_heads(score, k=3) == [(1, 2, pytest.approx(0.95)), (0, 1, pytest.approx(0.9)), (1, 0, pytest.approx(0.5))]
     with pytest.raises(ValueError, match=r"\(n_layer, n_head\)"):
         top_heads(torch.zeros(3))
+
+
+# --- the widget ----------------------------------------------------------------------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from minigpt2.chartokenizer import CharTokenizer  # noqa: E402
+from minigpt2.viz import AttentionWidget  # noqa: E402
+from minigpt2.viz.sources import FixedAttention, ModelAttention  # noqa: E402
+
+ALPHABET = "abcdefghijklmnopqrstuvwxyz ,.:\n"
+
+
+class FakeGPT(torch.nn.Module):
+    """Speaks minigpt2.GPT's attention API with weights that are easy to tell apart:
+    in layer l, head h, query i puts 0.75 on key max(i - h - l, 0) and spreads the rest evenly."""
+
+    def __init__(self, n_layer=2, n_head=3, block_size=16):
+        super().__init__()
+        self.config = SimpleNamespace(n_layer=n_layer, n_head=n_head, block_size=block_size)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.calls = []
+
+    def attention_weights(self, idx):
+        self.calls.append((idx.clone(), self.training, torch.is_grad_enabled()))
+        B, T = idx.shape
+        return [torch.stack([self.head(T, h + layer) for h in range(self.config.n_head)]).expand(B, -1, -1, -1)
+                for layer in range(self.config.n_layer)]  # n_layer × (B, n_head, T, T)
+
+    @staticmethod
+    def head(T, offset):
+        allowed = torch.tril(torch.ones(T, T))
+        w = 0.25 * allowed / allowed.sum(-1, keepdim=True)
+        w[torch.arange(T), (torch.arange(T) - offset).clamp(min=0)] += 0.75
+        return w
+
+
+def fake_widget(text="hello world", cls=AttentionWidget, **kwargs):
+    model = FakeGPT(**kwargs)
+    return cls.from_model(model, CharTokenizer(ALPHABET), text=text), model
+
+
+def is_png(data: bytes) -> bool:
+    return data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_widget_draws_the_first_head_of_the_text_with_stable_control_names():
+    w, _ = fake_widget("hello world")
+    assert [c.description for c in (w.layer, w.head, w.text, w.view)] == ["layer", "head", "text", "view"]
+    assert list(w.layer.options) == [0, 1] and list(w.head.options) == [0, 1, 2]
+    assert is_png(w.image.value) and w.error is None
+    assert w.current_tokens == list("hello world")
+    np.testing.assert_allclose(w.current_weights, FakeGPT.head(11, 0).numpy(), rtol=1e-6)
+    assert "11 tokens" in w.message.value
+
+
+def test_changing_the_head_or_the_layer_changes_the_picture_and_its_data():
+    w, _ = fake_widget("hello world")
+    before_png, before = w.image.value, w.current_weights
+    w.head.value = 2
+    assert w.image.value != before_png
+    assert not np.allclose(w.current_weights, before)
+    np.testing.assert_allclose(w.current_weights, FakeGPT.head(11, 2).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(w.figure.axes[0].images[0].get_array().data, w.current_weights)
+    assert w.figure.axes[0].get_title() == "layer 0, head 2"
+    head_png = w.image.value
+    w.layer.value = 1
+    assert w.image.value != head_png
+    np.testing.assert_allclose(w.current_weights, FakeGPT.head(11, 3).numpy(), rtol=1e-6)
+
+
+def test_typing_a_new_text_recomputes_and_relabels():
+    w, model = fake_widget("hello world")
+    w.text.value = "to be\nor not"
+    assert w.current_tokens == list("to be\nor not")
+    assert w.current_weights.shape == (12, 12)
+    labels = [t.get_text() for t in w.figure.axes[0].get_yticklabels()]
+    assert labels == [display_token(c) for c in "to be\nor not"]
+    assert model.calls[-1][0].tolist() == [CharTokenizer(ALPHABET).encode("to be\nor not")]
+
+
+def test_the_all_heads_view_draws_the_layer_and_disables_the_head_selector():
+    w, _ = fake_widget("abcdef")
+    w.view.value = "all heads"
+    assert w.head.disabled and w.current_weights.shape == (3, 6, 6)
+    grid_png = w.image.value
+    w.layer.value = 1
+    assert w.image.value != grid_png
+    np.testing.assert_allclose(w.current_weights[0], FakeGPT.head(6, 1).numpy(), rtol=1e-6)
+    heads = [ax for ax in w.figure.axes if ax.get_title().startswith("head")]
+    assert len(heads) == 3 and w.figure._suptitle.get_text() == "layer 1"
+    w.view.value = "one head"
+    assert not w.head.disabled and w.current_weights.shape == (6, 6)
+
+
+def test_a_text_longer_than_the_context_gives_a_message_not_a_traceback():
+    w, model = fake_widget("short", block_size=8)
+    w.text.value = "much too long for it"
+    assert "20 tokens" in w.error and "at most 8" in w.error and "block_size" in w.error
+    assert "Shorten it by 12 tokens" in w.message.value
+    assert w.image.layout.display == "none" and w.current_weights is None and w.figure is None
+    assert model.calls[-1][0].shape == (1, 5)  # the model never saw the long text
+    w.text.value = "fits"
+    assert w.error is None and w.image.layout.display is None and w.current_tokens == list("fits")
+
+
+def test_empty_text_and_untokenizable_text_give_messages():
+    w, _ = fake_widget("ok")
+    w.text.value = ""
+    assert "Type some text" in w.message.value
+    w.text.value = "ÉCLAIR"  # not in the CharTokenizer's alphabet
+    assert "Could not tokenize" in w.error and "not in this tokenizer" in w.error
+    w.text.value = "ok again"
+    assert w.error is None
+
+
+def test_a_model_that_fails_gives_a_message():
+    class Broken(FakeGPT):
+        def attention_weights(self, idx):
+            raise RuntimeError("out of memory")
+
+    w = AttentionWidget.from_model(Broken(), CharTokenizer(ALPHABET), text="abc")
+    assert "RuntimeError: out of memory" in w.error and w.current_weights is None
+
+
+def test_the_model_source_uses_eval_mode_without_grad_and_restores_training():
+    source = ModelAttention(FakeGPT(), CharTokenizer(ALPHABET))
+    source.model.train()
+    source.attention([1, 2, 3])
+    _, training, grad = source.model.calls[-1]
+    assert (training, grad) == (False, False) and source.model.training
+
+
+def test_fixed_weights_widget_switches_heads_and_keeps_its_text():
+    layers = [causal_weights(4, 5, seed=s) for s in range(3)]
+    tokens = ["The", " cat", " sat", " on", "."]
+    w = AttentionWidget(layers, tokens=tokens, layer=2, head=1)
+    assert w.text.disabled and w.text.value == "The cat sat on."
+    assert (w.layer.value, w.head.value) == (2, 1)
+    np.testing.assert_allclose(w.current_weights, layers[2][1].numpy(), rtol=1e-6)
+    png = w.image.value
+    w.head.value = 3
+    assert w.image.value != png
+    np.testing.assert_allclose(w.current_weights, layers[2][3].numpy(), rtol=1e-6)
+    assert w.current_tokens == tokens
+
+
+def test_any_object_with_tokenize_and_attention_is_a_source():
+    class Words:
+        max_tokens = None
+
+        def tokenize(self, text):
+            pieces = text.split()
+            return pieces, list(range(len(pieces)))
+
+        def attention(self, ids):
+            return [causal_weights(2, len(ids))]
+
+    w = AttentionWidget(Words(), text="one two three")
+    assert w.current_tokens == ["one", "two", "three"] and list(w.head.options) == [0, 1]
+    w.text.value = "one two"
+    assert w.current_weights.shape == (2, 2)
+
+
+def test_bad_sources_say_what_to_do():
+    with pytest.raises(TypeError, match=r"from_model"):
+        AttentionWidget(FakeGPT())
+    with pytest.raises(ValueError, match=r"need their tokens"):
+        AttentionWidget([causal_weights(2, 3)])
+    with pytest.raises(ValueError, match=r"3 token pieces"):
+        FixedAttention([causal_weights(2, 3)], ["a", "b"])
+    with pytest.raises(TypeError, match=r"attention_weights"):
+        ModelAttention(object(), CharTokenizer(ALPHABET))
+
+
+def test_the_widget_displays_as_an_ipywidget_with_a_short_text_form():
+    w, _ = fake_widget("abc")
+    bundle = w._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"] == "AttentionWidget(3 tokens, layer 0, head 0)"

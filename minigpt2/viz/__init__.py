@@ -5,6 +5,7 @@
 """
 
 from minigpt2.viz.heads import attention_entropy, head_scores, top_heads
+from minigpt2.viz.widget import AttentionWidget
 from minigpt2.viz.heatmap import attention_grid, attention_heatmap, display_token
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "attention_entropy",
     "head_scores",
     "top_heads",
+    "AttentionWidget",
 ]

@@ -140,8 +140,17 @@ def attention_heatmap(weights, tokens: Sequence[str] | None = None, ax=None, tit
     if title is not None:
         ax.set_title(_mpl_text(title))
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        add_colorbar(image, ax)
     return ax
+
+
+def add_colorbar(image, ax, fraction: float = 0.046):
+    """A slim colorbar beside ``ax`` (one Axes or a list) for ``image``, labelled 0, 0.5, 1 on the 0…1 scale."""
+    bar = image.figure.colorbar(image, ax=ax, fraction=fraction, pad=0.02)
+    if image.norm.vmax == 1.0:
+        bar.set_ticks([0.0, 0.5, 1.0], labels=["0", "0.5", "1"])
+    bar.ax.tick_params(labelsize=8)
+    return bar
 
 
 def heatmap_side(T: int) -> float:
@@ -150,9 +159,10 @@ def heatmap_side(T: int) -> float:
 
 
 def _axis_inches(ax) -> float:
-    """The length, in inches, of the shorter side of the figure ``ax`` is on, less room for labels."""
+    """The length, in inches, of the shorter side of ``ax`` (as placed before any layout)."""
+    box = ax.get_position()
     width, height = ax.figure.get_size_inches()
-    return max(1.0, min(width, height) - 1.5)
+    return max(1.0, min(box.width * width, box.height * height))
 
 
 def layer_weights(weights, layer: int | None = None) -> np.ndarray:
@@ -229,5 +239,5 @@ def attention_grid(weights, tokens: Sequence[str] | None = None, layer: int | No
     heading = title if title is not None else (f"layer {layer}" if layer is not None else None)
     if heading is not None:
         fig.suptitle(_mpl_text(heading), fontsize=10)
-    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02)
+    add_colorbar(image, axes.ravel().tolist(), fraction=0.02)
     return fig

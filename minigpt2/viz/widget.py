@@ -1,0 +1,229 @@
+"""An ipywidgets control that redraws attention heatmaps as you change layer, head or text.
+
+Built on ipywidgets and matplotlib only: each redraw renders a matplotlib figure to
+PNG (Agg, no display needed) into an ``ipywidgets.Image``. Nothing loads from the
+network, so it works offline in JupyterLab and can be driven headless in tests:
+set ``widget.head.value = 3`` and ``widget.current_weights`` / ``widget.image.value``
+follow.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import ipywidgets as widgets
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from minigpt2.viz.heatmap import attention_grid, attention_heatmap, causal_blank, grid_figsize, heatmap_side
+from minigpt2.viz.sources import ModelAttention, as_source
+
+DPI = 80
+ONE_HEAD, ALL_HEADS = "one head", "all heads"
+DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
+
+
+def new_figure(size: tuple[float, float]) -> Figure:
+    """A figure outside pyplot (nothing is shown or kept alive by a notebook backend)."""
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    """The figure rendered to PNG bytes. Labels in scripts the font lacks show as boxes, quietly."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+class AttentionWidget:
+    """Layer and head selectors, a text box and a one-head / all-heads toggle over a heatmap.
+
+    ``source`` is either a model source (see :mod:`minigpt2.viz.sources`; usually
+    :meth:`from_model`) or fixed weights — a list over layers of ``(n_head, T, T)`` —
+    with their ``tokens``. Display it as the last expression of a cell, or with
+    ``display(widget)``.
+
+    For tests and lessons: ``current_weights`` (what is drawn: ``(T, T)`` or
+    ``(n_head, T, T)``), ``current_tokens`` (the token pieces), ``error`` (the message
+    shown instead of a figure, or None).
+    """
+
+    def __init__(self, source, *, tokens: Sequence[str] | None = None, text: str | None = None,
+                 layer: int = 0, head: int = 0, view: str = ONE_HEAD):
+        self.source = as_source(source, tokens)
+        editable = getattr(self.source, "editable", True)
+        if not editable:
+            text = self.source.text
+        elif text is None:
+            text = DEFAULT_TEXT
+        self.layer = widgets.Dropdown(options=[0], value=0, description="layer")
+        self.head = widgets.Dropdown(options=[0], value=0, description="head")
+        self.view = widgets.ToggleButtons(options=[ONE_HEAD, ALL_HEADS], value=view, description="view")
+        self.text = widgets.Textarea(value=text, description="text", continuous_update=False, disabled=not editable,
+                                     layout=widgets.Layout(width="95%"))
+        self.message = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.current_weights: np.ndarray | None = None
+        self.current_tokens: list[str] | None = None
+        self.current_ids: list[int] | None = None
+        self.error: str | None = None
+        self._layers: list[np.ndarray] = []
+        self._pieces: list[str] = []
+        self._figure: Figure | None = None
+        self._figure_key: tuple | None = None
+        self._heatmaps: list = []  # the Axes of the figure's heatmaps, head by head
+        self._quiet = False
+        self.ui = self._layout()
+        self.text.observe(self._on_text, names="value")
+        for control in (self.layer, self.head, self.view):
+            control.observe(self._on_control, names="value")
+        self._compute()
+        with self._holding():
+            self.layer.value = min(max(layer, 0), len(self.layer.options) - 1)
+            self.head.value = min(max(head, 0), len(self.head.options) - 1)
+        self.redraw()
+
+    @classmethod
+    def from_model(cls, model, tokenizer, text: str | None = None, **kwargs):
+        """The widget on a model (``attention_weights``, ``config.block_size``) and its tokenizer."""
+        return cls(ModelAttention(model, tokenizer), text=text, **kwargs)
+
+    @property
+    def figure(self) -> Figure | None:
+        """The matplotlib figure behind the image (None while an error is shown)."""
+        return None if self.error is not None else self._figure
+
+    # ------------------------------------------------------------------ layout and display
+
+    def _layout(self) -> widgets.Widget:
+        controls = widgets.HBox([self.layer, self.head, self.view])
+        return widgets.VBox([controls, self.text, self.message, self.image])
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.ui._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:
+        state = self.error or f"{len(self.current_tokens or [])} tokens, layer {self.layer.value}, head {self.head.value}"
+        return f"{type(self).__name__}({state})"
+
+    # ------------------------------------------------------------------ events
+
+    @contextmanager
+    def _holding(self):
+        """Change controls without each change triggering a redraw."""
+        self._quiet, was = True, self._quiet
+        try:
+            yield
+        finally:
+            self._quiet = was
+
+    def _on_text(self, change) -> None:
+        if self._quiet:
+            return
+        self._compute()
+        self.redraw()
+
+    def _on_control(self, change) -> None:
+        if not self._quiet:
+            self.redraw()
+
+    # ------------------------------------------------------------------ computing and drawing
+
+    def _compute(self) -> None:
+        """Tokenize the text and compute every layer's weights; on failure, set ``error``."""
+        self.error, self._layers, self.current_ids = None, [], None
+        try:
+            pieces, ids = self.source.tokenize(self.text.value)
+        except Exception as err:  # shown in the widget instead of a traceback
+            self.error = f"Could not tokenize this text: {err}"
+            return
+        if not ids:
+            self.error = "Type some text to see where its tokens look."
+            return
+        limit = getattr(self.source, "max_tokens", None)
+        if limit is not None and len(ids) > limit:
+            self.error = (f"This text is {len(ids)} tokens long, but the model reads at most {limit} tokens "
+                          f"at a time (its context, block_size). Shorten it by {len(ids) - limit} tokens.")
+            return
+        try:
+            layers = [np.asarray(w, dtype=np.float64) for w in self.source.attention(ids)]
+        except Exception as err:  # shown in the widget instead of a traceback
+            self.error = f"Could not compute the attention for this text: {type(err).__name__}: {err}"
+            return
+        self._layers, self.current_ids = layers, list(ids)
+        self._pieces = list(pieces)
+        self._fit_selectors(len(layers), layers[0].shape[0])
+
+    def _fit_selectors(self, n_layer: int, n_head: int) -> None:
+        with self._holding():
+            for control, n in ((self.layer, n_layer), (self.head, n_head)):
+                if len(control.options) != n:
+                    value = min(control.value, n - 1)
+                    control.options = list(range(n))
+                    control.value = value
+
+    def _show_error(self) -> None:
+        self.message.value = f'<span style="color:#b00020">{html.escape(self.error)}</span>'
+        self.image.layout.display = "none"
+        self.current_weights = self.current_tokens = None
+
+    def redraw(self) -> None:
+        """Draw the current selection into the image (or show why there is nothing to draw)."""
+        self.head.disabled = self.view.value == ALL_HEADS and not self._head_matters_in_grid
+        if self.error is not None:
+            self._show_error()
+            return
+        weights = self._layers[self.layer.value]  # (n_head, T, T)
+        key = (self.view.value, tuple(self._pieces), weights.shape[0])
+        if key != self._figure_key:
+            self._figure, self._figure_key = self._build(weights, self._pieces), key
+        self._update(weights)
+        self.image.value = figure_png(self._figure)
+        self.image.layout.display = None
+        self.current_tokens = list(self._pieces)
+        self.message.value = html.escape(self._status())
+
+    _head_matters_in_grid = False
+
+    def _status(self) -> str:
+        where = f"layer {self.layer.value}" + (f", head {self.head.value}" if self.view.value == ONE_HEAD else "")
+        return f"{len(self._pieces)} tokens · {where}"
+
+    def _build(self, weights: np.ndarray, pieces: list[str]) -> Figure:
+        """A new figure for this view and these tokens, laid out once; redraws only swap its data."""
+        n_head, T, _ = weights.shape
+        if self.view.value == ALL_HEADS:
+            fig = attention_grid(weights, pieces, fig=new_figure(grid_figsize(n_head, T)), title="layer")
+            self._heatmaps = fig.axes[:n_head]  # the grid's cells, head by head
+        else:
+            side = heatmap_side(T)
+            fig = new_figure((side + 0.8, side))
+            self._heatmaps = [attention_heatmap(weights[0], pieces, ax=fig.add_subplot(), title="layer, head")]
+        fig.draw_without_rendering()  # lay out labels and colorbar once…
+        fig.set_layout_engine("none")  # …and keep that layout for the redraws
+        return fig
+
+    def _update(self, weights: np.ndarray) -> None:
+        """Put the selected layer's (and head's) weights into the figure; set ``current_weights``."""
+        layer, head = self.layer.value, self.head.value
+        if self.view.value == ALL_HEADS:
+            self.current_weights = weights  # (n_head, T, T)
+            for ax, w in zip(self._heatmaps, weights):
+                ax.images[0].set_data(causal_blank(w))
+            self._figure.suptitle(f"layer {layer}", fontsize=10)
+        else:
+            self.current_weights = weights[head]  # (T, T)
+            ax = self._heatmaps[0]
+            ax.images[0].set_data(causal_blank(self.current_weights))
+            ax.set_title(f"layer {layer}, head {head}")
