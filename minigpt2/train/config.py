@@ -1,0 +1,120 @@
+"""The settings of a training run, and the presets ``minigpt2 train --preset NAME`` starts from.
+
+Every field is also a command-line flag: ``block_size`` is ``--block-size``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+TOKENIZERS = ("char", "gpt2")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "tinyshakespeare"
+    tokenizer: str = "char"  # "char": one id per character; "gpt2": GPT-2's BPE
+    val_fraction: float = 0.1
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+    vocab_multiple: int = 1  # round vocab_size up to a multiple of this (64 makes GPU matmuls faster)
+    # optimization
+    batch_size: int = 12  # windows per micro-batch, per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_iters: int = 2000  # optimizer steps; the schedule ends here
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 turns clipping off
+    # evaluation and logging
+    eval_interval: int = 250
+    eval_iters: int = 20  # validation batches per evaluation
+    log_interval: int = 10
+    # system
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"  # auto: bfloat16 on GPUs that have it, else float32
+    compile: bool = False  # torch.compile the model (worth it on GPUs for long runs)
+    seed: int = 1337
+    out_dir: str = "out"
+    checkpoint_interval: int = 0  # steps between checkpoints; 0: at evaluations and at the end
+    progress: bool = True  # a tqdm progress bar
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError with what to change when a setting cannot work."""
+        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
+                    "eval_iters", "log_interval", "eval_interval", "vocab_multiple")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{flag(name)} should be a positive whole number, got {value!r}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"{flag('tokenizer')} should be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"{flag('dtype')} should be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"{flag('n_embd')} ({self.n_embd}) should be divisible by {flag('n_head')} ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{flag('dropout')} should be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"{flag('val_fraction')} should be between 0 and 1, got {self.val_fraction}")
+        if not 0.0 < self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < {flag('min_lr')} <= {flag('lr')}, got {self.min_lr} and {self.lr}")
+        if not 0 <= self.warmup_iters <= self.max_iters:
+            raise ValueError(f"{flag('warmup_iters')} ({self.warmup_iters}) should be between 0 and {flag('max_iters')} ({self.max_iters})")
+        if self.checkpoint_interval < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("--checkpoint-interval, --weight-decay and --grad-clip should not be negative")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens per optimizer step in one process (times the number of processes under torchrun)."""
+        return self.batch_size * self.block_size * self.grad_accum
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # Character-level Tiny Shakespeare on a laptop CPU: about 5 minutes on 2 cores.
+    "shakespeare-char": TrainConfig(
+        tokenizer="char", n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0,
+        batch_size=32, max_iters=2000, lr=2e-3, min_lr=2e-4, warmup_iters=100,
+        eval_interval=250, eval_iters=20, out_dir="out/shakespeare-char",
+    ),
+    # GPT-2's tokenizer on one GPU: nanoGPT's 6-layer Shakespeare model (30M parameters,
+    # most of them the 50k-token embedding), bf16 and torch.compile.
+    "shakespeare-gpt2": TrainConfig(
+        tokenizer="gpt2", n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2,
+        vocab_multiple=64, batch_size=32, max_iters=2000, lr=6e-4, min_lr=6e-5, warmup_iters=100,
+        beta2=0.95, eval_interval=250, eval_iters=50, device="auto", compile=True, out_dir="out/shakespeare-gpt2",
+    ),
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A copy of preset ``name`` with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+__all__ = ["TrainConfig", "PRESETS", "preset", "TOKENIZERS", "DTYPES", "flag"]

@@ -1,0 +1,286 @@
+"""The training loop: one function, :func:`train`, from a :class:`TrainConfig` to a trained model.
+
+Each optimizer step::
+
+    lr = schedule(step)                          # warm-up, then cosine decay
+    for each of grad_accum micro-batches:        # a big batch in small pieces
+        loss = model(x, y) / grad_accum          # under bf16 autocast on GPUs
+        loss.backward()                          # gradients add up; DDP averages them over processes
+    clip the gradients' global norm to grad_clip
+    optimizer.step(); optimizer.zero_grad()
+
+Around it: evaluation on the validation split every ``eval_interval`` steps, a
+checkpoint after each evaluation, tokens per second and MFU, a progress bar, and a
+:class:`History` of losses to plot. ``train(config, resume=True)`` continues from
+the checkpoint in ``config.out_dir``; the losses then are those of an uninterrupted
+run (on a CPU, bit for bit).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from minigpt2.model import GPT, GPTConfig
+from minigpt2.train import distributed
+from minigpt2.train.checkpoint import load_checkpoint, restore, save_checkpoint
+from minigpt2.train.config import TrainConfig
+from minigpt2.train.dataset import Batches, TokenData, eval_batches, load_tokens
+from minigpt2.train.mfu import model_flops_per_token, peak_flops
+from minigpt2.train.optim import WarmupCosine, clip_grad_norm, make_optimizer
+from minigpt2.utils import set_seed
+
+CHECKPOINT_NAME = "ckpt.safetensors"
+MODEL_SHAPE_FIELDS = ("tokenizer", "dataset", "n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_multiple")
+
+
+@dataclass
+class History:
+    """What a run measured: ``train`` rows every ``log_interval`` steps
+    (step, train_loss averaged over the interval, lr, tokens_per_s, mfu) and ``val``
+    rows at every evaluation (step, val_loss)."""
+
+    train: list[dict] = field(default_factory=list)
+    val: list[dict] = field(default_factory=list)
+
+    def curve(self, key: str) -> tuple[list[int], list[float]]:
+        """(steps, values) of ``key`` ("train_loss", "lr", "tokens_per_s", "mfu" or "val_loss"), ready to plot."""
+        rows = self.val if key == "val_loss" else self.train
+        return [r["step"] for r in rows], [r[key] for r in rows]
+
+    def to_dict(self) -> dict:
+        return {"train": self.train, "val": self.val}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(train=list(d.get("train", [])), val=list(d.get("val", [])))
+
+
+@dataclass
+class TrainResult:
+    model: GPT  # the trained model (unwrapped: no DDP, not compiled), in eval mode
+    tokenizer: object
+    history: History
+    step: int  # optimizer steps done
+    checkpoint: Path | None  # where the last checkpoint was written (None on ranks other than 0)
+    config: TrainConfig
+
+    @property
+    def val_loss(self) -> float | None:
+        return self.history.val[-1]["val_loss"] if self.history.val else None
+
+
+def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    """bfloat16 on CUDA GPUs that support it when ``dtype="auto"``, else float32."""
+    if config.dtype == "float32":
+        return torch.float32
+    if config.dtype == "bfloat16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU has no bfloat16 support; use --dtype float32")
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype):
+    """Mixed precision: matmuls in bf16, weights and optimizer state stay float32."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    multiple = config.vocab_multiple
+    padded = (vocab_size + multiple - 1) // multiple * multiple
+    return GPTConfig(
+        block_size=config.block_size, vocab_size=padded, n_layer=config.n_layer, n_head=config.n_head,
+        n_embd=config.n_embd, dropout=config.dropout, bias=config.bias,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: list, autocast) -> float:
+    """The mean loss over ``batches``, dropout off; the model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(())
+    for x, y in batches:
+        with autocast:
+            _, loss = model(x, y)
+        total += loss.float().cpu()
+    model.train(was_training)
+    return total.item() / len(batches)
+
+
+def checkpoint_path(config: TrainConfig) -> Path:
+    return Path(config.out_dir) / CHECKPOINT_NAME
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    until_step: int | None = None,
+    callback: Callable[[str, dict], None] | None = None,
+    data: TokenData | None = None,
+) -> TrainResult:
+    """Train a GPT as ``config`` says; under torchrun, as one of several processes.
+
+    resume: continue from ``config.out_dir/ckpt.safetensors`` if it exists.
+    until_step: stop (with a checkpoint) after this many steps, although the schedule
+        runs to ``max_iters``: resume later to finish.
+    callback: called on rank 0 as ``callback("train", row)`` at every log and
+        ``callback("val", row)`` at every evaluation (a notebook redraws its plot there).
+    data: the token streams, if already loaded (saves re-tokenizing in a notebook).
+    """
+    config.validate()
+    info = distributed.setup(config.device)
+    try:
+        return _train(config, info, resume, until_step, callback, data)
+    finally:
+        distributed.teardown()
+
+
+def _train(config, info, resume, until_step, callback, data) -> TrainResult:
+    device = info.device
+    dtype = resolve_dtype(config, device)
+    autocast = autocast_context(device, dtype)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls outside autocast use TF32 tensor cores
+        torch.backends.cudnn.allow_tf32 = True
+
+    data = data or load_tokens(config.dataset, config.tokenizer, config.val_fraction)
+    set_seed(config.seed)  # the same initial weights in every process
+    model = GPT(model_config(config, data.vocab_size)).to(device)
+    optimizer = make_optimizer(
+        model, lr=config.lr, weight_decay=config.weight_decay, betas=(config.beta1, config.beta2), device_type=device.type
+    )
+    schedule = WarmupCosine(config.lr, config.min_lr, config.warmup_iters, config.max_iters)
+    torch.manual_seed(config.seed + info.rank)  # dropout masks differ between processes
+
+    step, history = 0, History()
+    ckpt_path = checkpoint_path(config)
+    if resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        check_resumable(ckpt.meta.get("config", {}), config)
+        restore(ckpt, model, optimizer, restore_rng=True)
+        step, history = ckpt.step, History.from_dict(ckpt.meta.get("history", {}))
+        if info.rank:
+            torch.manual_seed(config.seed + info.rank + step)  # the saved RNG state is rank 0's
+
+    stop = min(config.max_iters, until_step if until_step is not None else config.max_iters)
+    batches = Batches(data.train, config.batch_size, config.block_size, config.grad_accum,
+                      seed=config.seed, rank=info.rank, world_size=info.world_size, device=device)
+    val_batches = eval_batches(data.val, config.eval_iters, config.batch_size, config.block_size, config.seed, device)
+
+    train_model = torch.compile(model) if config.compile else model
+    train_model = distributed.wrap(train_model, info)
+    flops_per_token = model_flops_per_token(model)
+    peak, _ = peak_flops(device, dtype) if info.is_main else (float("nan"), "")
+    tokens_per_step = config.tokens_per_step * info.world_size
+
+    def meta() -> dict:
+        return {
+            "config": config.to_dict(),
+            "model_config": model.config.to_dict(),
+            "scheduler": schedule.state_dict(),
+            "tokenizer": data.tokenizer_meta,
+            "history": history.to_dict(),
+            "world_size": info.world_size,
+        }
+
+    saved: dict = {"step": step, "path": ckpt_path} if step else {}  # the last checkpoint written
+
+    def save() -> None:
+        saved.update(step=step, path=save_checkpoint(ckpt_path, model, step, optimizer, meta()))
+
+    def evaluate_and_save() -> None:
+        row = {"step": step, "val_loss": evaluate(model, val_batches, autocast)}
+        history.val.append(row)
+        bar.set_postfix_str(status(history), refresh=False)
+        if callback:
+            callback("val", row)
+        if config.checkpoint_interval == 0 and step > 0:
+            save()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=stop, initial=step, disable=not (config.progress and info.is_main), unit="step", dynamic_ncols=True)
+    model.train()
+    loss_sum, steps_in_interval = torch.zeros((), device=device), 0
+    interval_start = time.perf_counter()
+    while True:
+        due = step % config.eval_interval == 0 or step == config.max_iters
+        if info.is_main and due and not (history.val and history.val[-1]["step"] == step):  # not twice on resume
+            evaluate_and_save()
+        if step >= stop:
+            break
+
+        lr = schedule.apply(optimizer, step)
+        for micro in range(config.grad_accum):
+            x, y = batches(step, micro)  # (B, T) each
+            last_micro = micro == config.grad_accum - 1
+            sync = nullcontext() if last_micro or not info.enabled else train_model.no_sync()
+            with sync:  # DDP averages gradients only on the last micro-batch
+                with autocast:
+                    _, loss = train_model(x, y)
+                (loss / config.grad_accum).backward()
+            loss_sum += loss.detach().float() / config.grad_accum
+        clip_grad_norm(model, config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        steps_in_interval += 1
+        bar.update(1)
+
+        if info.is_main and (step % config.log_interval == 0 or step == stop):
+            mean_loss = loss_sum.item() / steps_in_interval  # .item() waits for the GPU: only here
+            elapsed = time.perf_counter() - interval_start
+            tokens_per_s = tokens_per_step * steps_in_interval / elapsed
+            row = {"step": step, "train_loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s,
+                   "mfu": tokens_per_s * flops_per_token / peak}
+            history.train.append(row)
+            bar.set_postfix_str(status(history), refresh=False)
+            if callback:
+                callback("train", row)
+            loss_sum.zero_()
+            steps_in_interval = 0
+            interval_start = time.perf_counter()
+        if info.is_main and config.checkpoint_interval and step % config.checkpoint_interval == 0:
+            save()
+
+    bar.close()
+    if info.is_main and saved.get("step") != step:
+        save()
+    model.eval()
+    return TrainResult(model=model, tokenizer=data.tokenizer, history=history, step=step,
+                       checkpoint=saved.get("path"), config=config)
+
+
+def status(history: History) -> str:
+    parts = []
+    if history.train:
+        last = history.train[-1]
+        parts += [f"loss {last['train_loss']:.3f}", f"{last['tokens_per_s']:,.0f} tok/s", f"MFU {last['mfu']:.0%}"]
+    if history.val:
+        parts.append(f"val {history.val[-1]['val_loss']:.3f}")
+    return ", ".join(parts)
+
+
+def check_resumable(saved: dict, config: TrainConfig) -> None:
+    """A checkpoint resumes only into a model of the same shape, trained on the same tokens."""
+    for name in MODEL_SHAPE_FIELDS:
+        if name in saved and saved[name] != getattr(config, name):
+            raise ValueError(
+                f"the checkpoint was trained with {name}={saved[name]!r} but this run asks for {getattr(config, name)!r}; "
+                f"drop that setting to resume, or use another --out-dir to start afresh"
+            )
+
+
+__all__ = ["train", "TrainResult", "History", "evaluate", "resolve_dtype", "model_config", "checkpoint_path", "CHECKPOINT_NAME"]

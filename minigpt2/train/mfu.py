@@ -1,0 +1,134 @@
+"""How much of the hardware a training run uses: model FLOPs utilisation (MFU).
+
+MFU = (FLOPs the model needs per token × tokens per second) / the device's peak FLOP/s.
+
+FLOPs per token of training (PaLM, appendix B; nanoGPT's ``estimate_mfu``)::
+
+    6 N + 12 · n_layer · n_embd · T
+
+* ``6 N``: every weight does one multiply-add (2 FLOPs) per token going forward and
+  two going backward (gradients for the input and for the weight): 2 + 4 = 6.
+  N counts the matrices a token is multiplied by: every parameter except the
+  position embeddings (a table lookup, no multiply). The token embedding stays in:
+  it is tied to the LM head, which is a full matrix product.
+* ``12 · n_layer · n_embd · T``: attention's own products, q·kᵀ and weights·v, which
+  have no parameters — 2 products × 2 FLOPs × n_embd × T keys, times 3 for backward.
+
+The peak: a table of published dense bf16 figures for data-centre GPUs, and otherwise
+a measurement — the best rate of large square matrix products on the device itself,
+which is what a CPU or an unlisted GPU can really do.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+# Published dense (no sparsity) bf16 tensor-core peaks, FLOP/s. Longer names first:
+# "H100 PCIe" must match before "H100".
+KNOWN_BF16_PEAKS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),  # SXM
+    ("H200", 989e12),
+    ("GH200", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+)
+
+
+def training_flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -> float:
+    """6·N + 12·n_layer·n_embd·T (see the module docstring); N excludes position embeddings."""
+    return 6.0 * n_params + 12.0 * n_layer * n_embd * block_size
+
+
+def model_flops_per_token(model: nn.Module, block_size: int | None = None) -> float:
+    """:func:`training_flops_per_token` for a GPT (anything with ``.config`` and ``transformer.wpe``)."""
+    config = model.config
+    n_params = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+    return training_flops_per_token(n_params, config.n_layer, config.n_embd, block_size or config.block_size)
+
+
+def known_peak_flops(device_name: str, dtype: torch.dtype) -> float | None:
+    """The published bf16 peak of a GPU named ``device_name``, or None if it is not listed."""
+    if dtype != torch.bfloat16:
+        return None
+    for key, peak in KNOWN_BF16_PEAKS:
+        if key.lower() in device_name.lower():
+            return peak
+    return None
+
+
+_measured: dict[tuple[str, torch.dtype], float] = {}
+
+
+def measure_matmul_flops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, size: int | None = None, repeats: int = 5) -> float:
+    """The best FLOP/s of ``size × size`` matrix products on ``device`` (cached per device and dtype).
+
+    The best of several timings, not the mean: the machine's peak is what it reaches
+    when nothing else gets in the way.
+    """
+    device = torch.device(device)
+    key = (str(device), dtype)
+    if key in _measured and size is None:
+        return _measured[key]
+    n = size or (1024 if device.type == "cpu" else 8192)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    inner = 2 if device.type == "cpu" else 20
+    best = float("inf")
+    for attempt in range(repeats + 1):
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(inner):
+            a @ b
+        _synchronize(device)
+        elapsed = (time.perf_counter() - start) / inner
+        if attempt:  # the first round warms up caches and kernels
+            best = min(best, elapsed)
+    flops = 2.0 * n**3 / best
+    if size is None:
+        _measured[key] = flops
+    return flops
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def peak_flops(device: torch.device | str, dtype: torch.dtype = torch.float32) -> tuple[float, str]:
+    """The device's peak FLOP/s for ``dtype`` and where the figure comes from."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        known = known_peak_flops(name, dtype)
+        if known is not None:
+            return known, f"published {dtype_name(dtype)} peak of the {name}"
+        return measure_matmul_flops(device, dtype), f"measured {dtype_name(dtype)} matmul peak of the {name}"
+    return measure_matmul_flops(device, dtype), f"measured {dtype_name(dtype)} matmul peak of the {device.type.upper()}"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def mfu(tokens_per_second: float, flops_per_token: float, peak: float) -> float:
+    """The fraction of ``peak`` FLOP/s that training at ``tokens_per_second`` uses."""
+    return tokens_per_second * flops_per_token / peak
+
+
+__all__ = [
+    "KNOWN_BF16_PEAKS",
+    "training_flops_per_token",
+    "model_flops_per_token",
+    "known_peak_flops",
+    "measure_matmul_flops",
+    "peak_flops",
+    "mfu",
+]
