@@ -10,6 +10,7 @@ becomes a row of the report, never a traceback of the grader.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ import nbformat
 from minigpt2.grading.core import Result, exercises_for
 
 MARKER = "@@minigpt2-grade@@"
+_quiet_log = logging.getLogger("minigpt2.grader")  # nbclient's timeout lines become our notes instead
+_quiet_log.addHandler(logging.NullHandler())
+_quiet_log.propagate = False
 LESSON_FROM_NAME = re.compile(r"^(\d\d)_")
 
 
@@ -87,22 +91,34 @@ def lesson_of(path: Path, nb: nbformat.NotebookNode) -> str:
     return f"{int(lesson):02d}"
 
 
+def _setup_cell(lesson: str) -> nbformat.NotebookNode:
+    """Imports torch and the lesson's checks before the learner's first cell, under the grader's own
+    budget: a slow first `import torch` must not count against (or be interrupted in) a learner's cell."""
+    source = f"import minigpt2.grading.core as _core\n_core.exercises_for({lesson!r})"
+    return nbformat.v4.new_code_cell(source, metadata={"minigpt2_grader": True})
+
+
 def _grading_cell(lesson: str) -> nbformat.NotebookNode:
     source = (
         "import json as _json\n"
         "from minigpt2.grading.core import grade_namespace as _grade_namespace\n"
         f"print({MARKER!r} + _json.dumps([_r.to_dict() for _r in _grade_namespace({lesson!r}, globals())]))\n"
     )
-    return nbformat.v4.new_code_cell(source)
+    return nbformat.v4.new_code_cell(source, metadata={"minigpt2_grader": True})
 
 
-def _cell_errors(cells: list) -> list[str]:
+def _cell_errors(cells: list, cell_timeout: int) -> list[str]:
+    """A note for each of the learner's cells that stored an error (cells numbered from 0 as in their file)."""
     notes = []
     for index, cell in enumerate(cells):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                notes.append(f"cell {index} (`{first_line[:60]}`) raised {output.get('ename')}: {output.get('evalue')}")
+                what = f"cell {index} (`{first_line[:60]}`)"
+                if output.get("ename") == "KeyboardInterrupt":
+                    notes.append(f"{what} ran for more than {cell_timeout} s and was stopped: an infinite loop?")
+                else:
+                    notes.append(f"{what} raised {output.get('ename')}: {output.get('evalue')}")
     return notes
 
 
@@ -118,14 +134,19 @@ def grade_notebook(path: str | Path, cell_timeout: int = 60) -> Report:
     if not exercises:
         raise GradingError(f"lesson {lesson} has no graded exercises (is {path.name} the right notebook?)")
 
+    nb.cells.insert(0, _setup_cell(lesson))
     nb.cells.append(_grading_cell(lesson))
+    # The learner's cells get `cell_timeout` each; the grading cell runs every check, each of whose calls of
+    # the learner's code is limited on its own (core.DEFAULT_TIME_LIMIT), so it gets a budget per exercise.
+    grading_budget = 60 + 30 * len(exercises)
     client = NotebookClient(
         nb,
-        timeout=cell_timeout,
+        timeout_func=lambda cell: grading_budget if cell.metadata.get("minigpt2_grader") else cell_timeout,
         allow_errors=True,
         interrupt_on_timeout=True,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent.resolve())}},
+        log=_quiet_log,
     )
     notes: list[str] = []
     try:
@@ -138,7 +159,10 @@ def grade_notebook(path: str | Path, cell_timeout: int = 60) -> Report:
         notes.append(f"the notebook could not be run: {type(err).__name__}: {err}")
 
     results = _results_from(nb.cells[-1])
-    notes = _cell_errors(nb.cells[:-1]) + notes
+    for output in nb.cells[0].get("outputs", []):
+        if output.get("output_type") == "error":
+            notes.append(f"the grader could not import the checks: {output.get('ename')}: {output.get('evalue')}")
+    notes = _cell_errors(nb.cells[1:-1], cell_timeout) + notes
     for output in nb.cells[-1].get("outputs", []):
         if output.get("output_type") == "error":
             notes.append(f"the grader's own cell failed: {output.get('ename')}: {output.get('evalue')}")
@@ -159,8 +183,12 @@ def _results_from(cell: nbformat.NotebookNode) -> list[Result] | None:
     return None
 
 
+def _short(message: str, limit: int = 240) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 def format_table(report: Report) -> str:
-    rows = [(f"{r.id} {r.title}", f"{r.earned}/{r.points}", "yes" if r.passed else "no", r.message) for r in report.results]
+    rows = [(f"{r.id} {r.title}", f"{r.earned}/{r.points}", "yes" if r.passed else "no", _short(r.message)) for r in report.results]
     headers = ("exercise", "points", "passed", "message")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:3])]
     line = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)) + "  " + cols[3]  # noqa: E731
@@ -168,5 +196,5 @@ def format_table(report: Report) -> str:
     out += [line(row) for row in rows]
     out += ["", f"Total: {report.score}/{report.max_score}"]
     if report.notes:
-        out += ["", "Notes:"] + [f"  - {n}" for n in report.notes]
+        out += ["", "Notes:"] + [f"  - {_short(n)}" for n in report.notes]
     return "\n".join(out)

@@ -1,0 +1,52 @@
+"""Lesson 00's checks: the solutions pass, and each mutant fails with the matching hint."""
+
+import pytest
+import torch
+
+from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
+
+
+def solution_namespace():
+    return {
+        "utf8_length": lambda text: len(text.encode("utf-8")),
+        "count_linear_params": lambda n_in, n_out, bias=True: n_in * n_out + (n_out if bias else 0),
+        "softmax": lambda x: torch.softmax(x, dim=-1),
+    }
+
+
+def naive_softmax(x):
+    e = x.exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+MUTANTS = [
+    ("00.1", lambda text: len(text), "characters"),
+    ("00.2", lambda n_in, n_out, bias=True: n_in * n_out, "forgot the bias"),
+    ("00.2", lambda n_in, n_out, bias=True: n_in * n_out + n_out, "bias=False"),
+    ("00.2", lambda n_in, n_out, bias=True: n_in * n_out + (n_in if bias else 0), "OUTPUT"),
+    ("00.3", lambda x: x.exp(), "without dividing"),
+    ("00.3", lambda x: torch.softmax(x, dim=0), "wrong axis"),
+    ("00.3", lambda x: x.exp() / x.exp().sum(), "whole tensor"),
+    ("00.3", naive_softmax, "overflows"),
+]
+
+
+def test_solutions_pass():
+    results = grade_namespace("00", solution_namespace())
+    assert [r.status for r in results] == ["passed"] * 3
+
+
+@pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
+def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
+    result = run_exercise(get_exercise(exercise_id), mutant)
+    assert result.status == "failed" and result.earned == 0
+    assert hint in result.message
+
+
+@pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
+def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
+    namespace = solution_namespace()
+    namespace[get_exercise(exercise_id).name] = mutant
+    results = grade_namespace("00", namespace)
+    total = sum(ex.points for ex in exercises_for("00"))
+    assert sum(r.earned for r in results) == total - get_exercise(exercise_id).points
