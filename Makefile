@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	@touch $(STAMP)
 
+# JupyterLab refuses to start as root (containers often run as root) unless told it may.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 course: setup
-	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/00_welcome.ipynb
 
 test: setup
 	MINIGPT2_QUICK=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
