@@ -78,7 +78,9 @@ def test_file_is_plain_safetensors_with_json_header(tmp_path):
     assert json.loads(header["__metadata__"]["meta"]) == {"a": [1, 2]}
     assert "model.lm_head.weight" not in header  # stored once, under its tied name
     assert "model.transformer.wte.weight" in header and "rng.cpu" in header
-    assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's private 0o600
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):

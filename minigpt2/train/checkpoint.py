@@ -126,9 +126,9 @@ def save_checkpoint(
     _remove_stale_temporaries(path.parent)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
     os.close(fd)
-    os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
     try:
         save_file(tensors, tmp_name, metadata=header)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # the temporary is private (0o600); a checkpoint is an ordinary file
         with open(tmp_name, "rb") as f:
             os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp_name, path)
