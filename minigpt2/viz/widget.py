@@ -10,38 +10,20 @@ follow.
 from __future__ import annotations
 
 import html
-import io
-import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 
 import ipywidgets as widgets
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
 from minigpt2.viz.heatmap import attention_grid, attention_heatmap, causal_blank, grid_figsize, heatmap_side
+from minigpt2.viz.render import Frames, new_figure
 from minigpt2.viz.sources import ModelAttention, as_source
 
-DPI = 80
 ONE_HEAD, ALL_HEADS = "one head", "all heads"
 DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
-
-
-def new_figure(size: tuple[float, float]) -> Figure:
-    """A figure outside pyplot (nothing is shown or kept alive by a notebook backend)."""
-    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def figure_png(fig: Figure) -> bytes:
-    """The figure rendered to PNG bytes. Labels in scripts the font lacks show as boxes, quietly."""
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
 
 
 class AttentionWidget:
@@ -78,9 +60,10 @@ class AttentionWidget:
         self.error: str | None = None
         self._layers: list[np.ndarray] = []
         self._pieces: list[str] = []
-        self._figure: Figure | None = None
-        self._figure_key: tuple | None = None
-        self._heatmaps: list = []  # the Axes of the figure's heatmaps, head by head
+        self._frames: Frames | None = None  # the figure, redrawn by swapping its data
+        self._frames_key: tuple | None = None  # what the figure was built for: view, tokens, heads
+        self._heatmaps: list = []  # the figure's heatmap Axes, head by head
+        self._title: Artist | None = None
         self._quiet = False
         self.ui = self._layout()
         self.text.observe(self._on_text, names="value")
@@ -100,7 +83,7 @@ class AttentionWidget:
     @property
     def figure(self) -> Figure | None:
         """The matplotlib figure behind the image (None while an error is shown)."""
-        return None if self.error is not None else self._figure
+        return None if self.error is not None or self._frames is None else self._frames.fig
 
     # ------------------------------------------------------------------ layout and display
 
@@ -186,10 +169,11 @@ class AttentionWidget:
             return
         weights = self._layers[self.layer.value]  # (n_head, T, T)
         key = (self.view.value, tuple(self._pieces), weights.shape[0])
-        if key != self._figure_key:
-            self._figure, self._figure_key = self._build(weights, self._pieces), key
+        if key != self._frames_key:
+            fig = self._build(weights, self._pieces)
+            self._frames, self._frames_key = Frames(fig, self._changing_artists()), key
         self._update(weights)
-        self.image.value = figure_png(self._figure)
+        self.image.value = self._frames.png()
         self.image.layout.display = None
         self.current_tokens = list(self._pieces)
         self.message.value = html.escape(self._status())
@@ -201,18 +185,23 @@ class AttentionWidget:
         return f"{len(self._pieces)} tokens · {where}"
 
     def _build(self, weights: np.ndarray, pieces: list[str]) -> Figure:
-        """A new figure for this view and these tokens, laid out once; redraws only swap its data."""
+        """A new figure for this view and these tokens; later redraws only swap its data."""
         n_head, T, _ = weights.shape
         if self.view.value == ALL_HEADS:
-            fig = attention_grid(weights, pieces, fig=new_figure(grid_figsize(n_head, T)), title="layer")
+            fig = attention_grid(weights, pieces, fig=new_figure(grid_figsize(n_head, T)))
             self._heatmaps = fig.axes[:n_head]  # the grid's cells, head by head
+            self._title = fig.suptitle("layer", fontsize=10)
         else:
             side = heatmap_side(T)
             fig = new_figure((side + 0.8, side))
             self._heatmaps = [attention_heatmap(weights[0], pieces, ax=fig.add_subplot(), title="layer, head")]
-        fig.draw_without_rendering()  # lay out labels and colorbar once…
-        fig.set_layout_engine("none")  # …and keep that layout for the redraws
+            self._title = self._heatmaps[0].title
         return fig
+
+    def _changing_artists(self) -> list[Artist]:
+        """What a redraw changes: the heatmaps (their frames drawn over them) and the title."""
+        frames = [spine for ax in self._heatmaps for spine in ax.spines.values()]
+        return [ax.images[0] for ax in self._heatmaps] + frames + [self._title]
 
     def _update(self, weights: np.ndarray) -> None:
         """Put the selected layer's (and head's) weights into the figure; set ``current_weights``."""
@@ -221,9 +210,8 @@ class AttentionWidget:
             self.current_weights = weights  # (n_head, T, T)
             for ax, w in zip(self._heatmaps, weights):
                 ax.images[0].set_data(causal_blank(w))
-            self._figure.suptitle(f"layer {layer}", fontsize=10)
+            self._title.set_text(f"layer {layer}")
         else:
             self.current_weights = weights[head]  # (T, T)
-            ax = self._heatmaps[0]
-            ax.images[0].set_data(causal_blank(self.current_weights))
-            ax.set_title(f"layer {layer}, head {head}")
+            self._heatmaps[0].images[0].set_data(causal_blank(self.current_weights))
+            self._title.set_text(f"layer {layer}, head {head}")
