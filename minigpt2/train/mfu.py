@@ -76,8 +76,9 @@ def measure_matmul_flops(device: torch.device | str = "cpu", dtype: torch.dtype 
     if key in _measured and size is None:
         return _measured[key]
     n = size or (1024 if device.type == "cpu" else 8192)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    generator = torch.Generator(device=device).manual_seed(0)  # leaves the global generator (dropout's) alone
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
     inner = 2 if device.type == "cpu" else 20
     best = float("inf")
     for attempt in range(repeats + 1):

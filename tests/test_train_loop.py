@@ -1,0 +1,111 @@
+"""minigpt2.train.loop: training learns, resuming equals not stopping, accumulation equals a big batch."""
+
+import pytest
+import torch
+
+from minigpt2.train import TrainConfig, train
+from minigpt2.train.dataset import Batches, load_tokens
+from minigpt2.train.loop import History, model_config, resolve_dtype
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_tokens("tinyshakespeare", "char", 0.1)
+
+
+def tiny(out_dir, **overrides):
+    settings = dict(
+        n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, max_iters=12, warmup_iters=3, lr=3e-3,
+        min_lr=3e-4, eval_interval=4, eval_iters=2, log_interval=1, dropout=0.1, device="cpu",
+        progress=False, out_dir=str(out_dir), seed=7,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, data):
+    """Stop at step 5, resume, finish: the losses after the stop and the final weights are
+    bit for bit those of a run that never stopped (dropout and accumulation included)."""
+    whole = train(tiny(tmp_path / "whole", grad_accum=2), data=data)
+    first = train(tiny(tmp_path / "split", grad_accum=2), data=data, until_step=5)
+    assert first.step == 5 and first.checkpoint.is_file()
+    second = train(tiny(tmp_path / "split", grad_accum=2), data=data, resume=True)
+    assert second.step == 12
+    assert second.history.train == [
+        {**row, "tokens_per_s": r2["tokens_per_s"], "mfu": r2["mfu"]} for row, r2 in zip(whole.history.train, second.history.train)
+    ]  # every logged loss and lr, before and after the stop (timings aside)
+    assert second.history.val == whole.history.val
+    a, b = params(whole.model), params(second.model)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_resume_with_nothing_to_resume_starts_afresh(tmp_path, data):
+    result = train(tiny(tmp_path, max_iters=2, warmup_iters=1), data=data, resume=True)
+    assert result.step == 2
+
+
+def test_resume_refuses_a_different_model_shape(tmp_path, data):
+    train(tiny(tmp_path, max_iters=2, warmup_iters=1), data=data)
+    with pytest.raises(ValueError, match="block_size=16"):
+        train(tiny(tmp_path, max_iters=4, warmup_iters=1, block_size=32), data=data, resume=True)
+
+
+def test_accumulation_equals_one_big_batch(tmp_path, data):
+    big = train(tiny(tmp_path / "a", batch_size=8, grad_accum=1, dropout=0.0, max_iters=3), data=data)
+    accumulated = train(tiny(tmp_path / "b", batch_size=4, grad_accum=2, dropout=0.0, max_iters=3), data=data)
+    # Compare what the models compute, not every weight: the keys' bias gets a gradient that is
+    # zero but for rounding (softmax ignores a constant added to every score), and Adam, which
+    # divides by the gradient's own size, turns that rounding into steps of size lr.
+    x, _ = Batches(data.val, 8, 16, seed=0)(0, 0)
+    torch.testing.assert_close(big.model(x)[0], accumulated.model(x)[0], atol=1e-5, rtol=1e-4)
+    for row_big, row_acc in zip(big.history.train, accumulated.history.train):
+        assert row_acc["train_loss"] == pytest.approx(row_big["train_loss"], rel=1e-5)
+
+
+def test_training_learns_and_records_its_history(tmp_path, data):
+    seen = []
+    result = train(tiny(tmp_path, max_iters=40, eval_interval=20, log_interval=10, dropout=0.0), data=data,
+                   callback=lambda kind, row: seen.append((kind, row["step"])))
+    steps, losses = result.history.curve("val_loss")
+    assert steps == [0, 20, 40]
+    assert losses[0] == pytest.approx(torch.log(torch.tensor(65.0)).item(), abs=0.3)  # uniform guess at init
+    assert losses[-1] < losses[0] - 0.8
+    assert result.history.curve("train_loss")[0] == [10, 20, 30, 40]
+    assert all(r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 for r in result.history.train)
+    assert ("val", 0) in seen and ("train", 40) in seen
+    assert not result.model.training
+    assert History.from_dict(result.history.to_dict()) == result.history
+
+
+def test_batches_depend_only_on_seed_and_step(data):
+    a = Batches(data.train, 4, 16, grad_accum=2, seed=3)
+    b = Batches(data.train, 4, 16, grad_accum=2, seed=3)
+    b(0, 0), b(1, 1)  # drawing other steps first changes nothing
+    for step, micro in ((5, 0), (5, 1)):
+        x1, y1 = a(step, micro)
+        x2, y2 = b(step, micro)
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    x, y = a(2, 0)
+    assert x.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])  # targets are inputs shifted by one
+
+
+def test_processes_split_the_global_batch(data):
+    whole = Batches(data.train, 4, 16, seed=3)
+    halves = [Batches(data.train, 2, 16, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    x, _ = whole(9, 0)
+    assert torch.equal(torch.cat([h(9, 0)[0] for h in halves]), x)
+
+
+def test_vocab_is_padded_to_the_multiple(tmp_path):
+    assert model_config(tiny(tmp_path, vocab_multiple=64), 65).vocab_size == 128
+    assert model_config(tiny(tmp_path), 65).vocab_size == 65
+
+
+def test_dtype_is_float32_on_cpu_unless_asked(tmp_path):
+    cpu = torch.device("cpu")
+    assert resolve_dtype(tiny(tmp_path), cpu) == torch.float32
+    assert resolve_dtype(tiny(tmp_path, dtype="bfloat16"), cpu) == torch.bfloat16
