@@ -41,17 +41,17 @@ def hf_greedy(hf: GPT2LMHeadModel, idx: torch.Tensor, n: int) -> torch.Tensor:
     )
 
 
-def assert_same_model(ours: GPT, hf: GPT2LMHeadModel, seed: int = 0, T: int = 24) -> None:
+def assert_same_model(ours: GPT, hf: GPT2LMHeadModel, seed: int = 0, B: int = 2, T: int = 24) -> None:
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, ours.config.vocab_size, (2, T), generator=g)
+    idx = torch.randint(0, ours.config.vocab_size, (B, T), generator=g)
     with torch.no_grad():
         logits, _ = ours(idx)
         expected = hf(idx).logits
     torch.testing.assert_close(logits, expected, rtol=0, atol=ATOL)
-    prompt = idx[:, :6]
+    prompt = idx[:, :4]
     ours_tokens = ours.generate(prompt, 20, temperature=0)
     assert torch.equal(ours_tokens, hf_greedy(hf, prompt, 20))
-    assert ours_tokens[:, 6:].unique().numel() > 3, "the continuation should not be one repeated token"
+    assert ours_tokens[:, 4:].unique().numel() > 1, "the continuation should not be one repeated token"
 
 
 @pytest.fixture(params=[TINY, ODD], ids=["tiny", "odd-3-heads-5-layers"])
@@ -135,7 +135,8 @@ def test_original_openai_layout_loads(saved, tmp_path_factory):
 def test_conversion_transposes_exactly_the_conv1d_weights():
     hf = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=11, n_positions=5))
     converted = from_hf_state_dict(hf.state_dict())
-    transposed = {k for k, v in hf.state_dict().items() if k in converted and v.shape != converted[k].shape}
+    transposed = {k for k, v in hf.state_dict().items() if k in converted and not torch.equal(v, converted[k])}
+    assert all(torch.equal(hf.state_dict()[k].t(), converted[k]) for k in transposed)
     assert transposed == {
         "transformer.h.0.attn.c_attn.weight",
         "transformer.h.0.attn.c_proj.weight",
@@ -160,7 +161,7 @@ def gpt2_small_pair(tmp_path_factory):
 def test_gpt2_small_shape_equals_transformers(gpt2_small_pair):
     model, hf = gpt2_small_pair
     assert model.num_params() == 124_439_808 == hf.num_parameters()
-    assert_same_model(model, hf, T=16)
+    assert_same_model(model, hf, B=1, T=12)  # small: 20 uncached steps of a 124M model on a CPU
 
 
 def test_gpt2_small_shape_conversion_from_transformers_state_dict(gpt2_small_pair):

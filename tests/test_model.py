@@ -106,12 +106,13 @@ def test_gpt2_initialisation(gpt2_small):
 
 def test_loss_at_initialisation_is_about_ln_vocab(gpt2_small):
     g = torch.Generator().manual_seed(0)
-    idx = torch.randint(0, 50257, (2, 64), generator=g)
-    targets = torch.randint(0, 50257, (2, 64), generator=g)
+    idx = torch.randint(0, 50257, (1, 64), generator=g)
+    targets = torch.randint(0, 50257, (1, 64), generator=g)
     with torch.no_grad():
         logits, loss = gpt2_small(idx, targets)
-    assert logits.shape == (2, 64, 50257)
-    assert loss.item() == pytest.approx(math.log(50257), abs=0.15)  # ln 50257 = 10.82
+    assert logits.shape == (1, 64, 50257)
+    # ln 50257 = 10.82, plus about var(logits) / 2 = 0.15 for logits of std ~0.55 at init
+    assert loss.item() == pytest.approx(math.log(50257), abs=0.3)
 
 
 # --------------------------------------------------------------------------- forward

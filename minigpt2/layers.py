@@ -1,0 +1,105 @@
+"""The pieces of a transformer block besides attention: GELU, LayerNorm, the MLP, and
+the pre-LN block that puts them together with :class:`~minigpt2.attention.CausalSelfAttention`.
+
+Names follow GPT-2's checkpoints (``ln_1``, ``attn``, ``ln_2``, ``mlp.c_fc``,
+``mlp.c_proj``), so its weights load by name (lesson 07).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from minigpt2.attention import CausalSelfAttention
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """GELU in the tanh form GPT-2 was trained with (Hendrycks & Gimpel, 2016)::
+
+        0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))
+
+    Equal to ``torch.nn.GELU(approximate="tanh")``; the exact GELU, x·Φ(x), differs by up to ~1e-3.
+    """
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
+class GELU(nn.Module):
+    """:func:`gelu` as a module."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gelu(x)
+
+
+class LayerNorm(nn.Module):
+    """Normalise each vector over its last dimension to mean 0 and variance 1, then scale
+    and shift it by learned ``weight`` and ``bias`` (``bias=False`` drops the shift).
+
+    The variance is the biased one (divide by n, not n − 1), as in ``torch.nn.LayerNorm``.
+    """
+
+    def __init__(self, ndim: int, bias: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
+        x_hat = (x - mean) * torch.rsqrt(var + self.eps)  # (..., ndim)
+        out = x_hat * self.weight
+        return out + self.bias if self.bias is not None else out
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, bias={self.bias is not None}, eps={self.eps}"
+
+
+class MLP(nn.Module):
+    """The position-wise feed-forward network: widen 4×, GELU, project back.
+
+    Each position is transformed on its own; attention is where positions talk.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.gelu(self.c_fc(x))  # (B, T, 4 * n_embd)
+        return self.dropout(self.c_proj(h))  # (B, T, n_embd)
+
+
+class Block(nn.Module):
+    """One transformer block, pre-LN as in GPT-2: normalise, transform, add back.
+
+        x = x + attn(ln_1(x))   # positions exchange information
+        x = x + mlp(ln_2(x))    # each position thinks on its own
+
+    The additions keep an unnormalised "residual stream" running from the embeddings
+    to the final LayerNorm; each sub-layer reads a normalised copy and writes a change.
+    ``forward(x, need_weights=True)`` also returns the attention weights (B, n_head, T, T).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = False):
+        if need_weights:
+            attn_out, weights = self.attn(self.ln_1(x), need_weights=True)
+        else:
+            attn_out = self.attn(self.ln_1(x))
+        x = x + attn_out  # (B, T, n_embd)
+        x = x + self.mlp(self.ln_2(x))  # (B, T, n_embd)
+        return (x, weights) if need_weights else x
+
+
+__all__ = ["gelu", "GELU", "LayerNorm", "MLP", "Block"]

@@ -1,0 +1,234 @@
+"""GPT-2: embeddings, a stack of pre-LN blocks, a final LayerNorm, and an LM head tied
+to the token embedding.
+
+Parameter names are those of Hugging Face's ``GPT2LMHeadModel`` (``transformer.wte``,
+``transformer.h.0.attn.c_attn``, …), so GPT-2's weights load by name;
+:mod:`minigpt2.hf` reads and writes that format.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minigpt2.layers import Block, LayerNorm
+
+GPT2_VOCAB_SIZE = 50257  # 256 byte tokens + 50,000 merges + <|endoftext|>
+
+
+@dataclass
+class GPTConfig:
+    """The shape of a GPT. The defaults are GPT-2 small (124M parameters).
+
+    block_size: the longest sequence (context) the model can read.
+    vocab_size: number of token ids.
+    n_layer, n_head, n_embd: blocks, attention heads per block, width of the residual stream.
+    dropout: dropout probability used during training (GPT-2 used 0.1; 0.0 for fine-tuning and inference).
+    bias: biases in the Linear layers and LayerNorms (GPT-2 has them).
+    """
+
+    block_size: int = 1024
+    vocab_size: int = GPT2_VOCAB_SIZE
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"GPTConfig.{name} should be an int, got {value!r} ({type(value).__name__})")
+            if value <= 0:
+                raise ValueError(f"GPTConfig.{name} should be positive, got {value}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                f"each head gets n_embd // n_head channels. Try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
+            )
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout should be a probability in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"GPTConfig.bias should be True or False, got {self.bias!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "GPTConfig":
+        """A named size (see :data:`PRESETS`), with any field overridden: ``GPTConfig.from_preset("gpt2", dropout=0.1)``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}")
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"GPTConfig has no field(s) {sorted(unknown)}; its fields are {[f.name for f in fields(cls)]}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # The four GPT-2 sizes (Radford et al., 2019).
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 355M
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
+    # Small sizes that train on a laptop CPU in minutes (GPT-2's tokenizer and vocabulary).
+    "nano": dict(n_layer=2, n_head=2, n_embd=64, block_size=64),  # 3.3M, almost all of it the embedding
+    "micro": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),  # 7.2M
+    "mini": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),  # 30M: nanoGPT's Shakespeare model, with GPT-2's vocabulary
+}
+
+HUB_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+class GPT(nn.Module):
+    """GPT-2 as a language model: token ids (B, T) in, next-token logits (B, T, vocab_size) out."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}; e.g. GPT(GPTConfig.from_preset('nano'))")
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
+                wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embedding
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying: one matrix reads tokens in (wte) and scores them out (lm_head).
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        # GPT-2's scaled init: each block adds two projections (attn.c_proj, mlp.c_proj) to the
+        # residual stream; scaling them by 1/sqrt(2 * n_layer) keeps the stream's variance flat with depth.
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        """The number of parameters, the tied token embedding / LM head counted once."""
+        return sum(p.numel() for p in self.parameters())  # parameters() yields a shared tensor once
+
+    def _check_idx(self, idx: torch.Tensor) -> None:
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32, torch.int64):
+            what = f"a tensor of shape {tuple(idx.shape)} and dtype {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(f"GPT expects token ids as a (B, T) integer tensor, got {what}; a single sequence is idx[None, :]")
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(
+                f"a sequence of {T} tokens is longer than the model's context, block_size={self.config.block_size}; "
+                f"crop it to the last {self.config.block_size} tokens: idx[:, -{self.config.block_size}:]"
+            )
+
+    def _embed(self, idx: torch.Tensor) -> torch.Tensor:
+        self._check_idx(idx)
+        pos = torch.arange(idx.size(1), device=idx.device)  # (T,)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, n_embd)
+        return self.transformer.drop(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """Logits (B, T, vocab_size) for the token after each position, and the mean
+        cross-entropy against ``targets`` (B, T) when given (-1 marks positions to ignore), else None."""
+        x = self._embed(idx)  # (B, T, n_embd)
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab_size)
+        if targets is None:
+            return logits, None
+        if targets.shape != idx.shape:
+            raise ValueError(f"targets should have the shape of idx, {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_weights(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's attention weights for ``idx``: a list of n_layer tensors (B, n_head, T, T)."""
+        x = self._embed(idx)
+        weights = []
+        for block in self.transformer.h:
+            x, w = block(x, need_weights=True)
+            weights.append(w)
+        return weights
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + max_new_tokens).
+
+        temperature 0 is greedy; top_k keeps the k likeliest tokens; top_p keeps the smallest set
+        whose probability reaches p. The whole context is recomputed every step (``use_cache``
+        is accepted for the API; this version has no cache). Call ``model.eval()`` first so dropout is off.
+        """
+        if temperature < 0:
+            raise ValueError(f"temperature should be >= 0 (0 is greedy), got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k should be a positive number of tokens, got {top_k}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p should be in (0, 1], got {top_p}")
+        for _ in range(max_new_tokens):
+            context = idx[:, -self.config.block_size :]  # (B, <= block_size)
+            logits, _ = self(context)
+            logits = logits[:, -1, :]  # (B, vocab_size)
+            if temperature == 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                if top_p is not None:
+                    sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+                    sorted_probs = sorted_logits.softmax(dim=-1)
+                    # drop a token when the tokens before it already reach top_p (the first always stays)
+                    drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+                    logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
+                next_id = torch.multinomial(logits.softmax(dim=-1), num_samples=1)  # (B, 1)
+            idx = torch.cat([idx, next_id], dim=1)
+        return idx
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> "GPT":
+        """GPT-2 weights in Hugging Face format: a local directory with ``config.json`` and
+        ``model.safetensors``, or (online only) a hub name: "gpt2", "gpt2-medium", "gpt2-large",
+        "gpt2-xl". ``overrides`` set config fields such as ``dropout``."""
+        from minigpt2 import hf
+
+        return hf.load_pretrained(name_or_dir, **overrides)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` in Hugging Face's GPT-2 format, which
+        ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` and :meth:`from_pretrained` load."""
+        from minigpt2 import hf
+
+        hf.save_pretrained(self, directory)
+
+
+__all__ = ["GPTConfig", "GPT", "PRESETS", "HUB_NAMES", "GPT2_VOCAB_SIZE"]
