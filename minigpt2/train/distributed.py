@@ -79,4 +79,12 @@ def wrap(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-__all__ = ["DistInfo", "setup", "teardown", "wrap", "launched_by_torchrun"]
+def average(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Replace ``tensor`` in place by its mean over the processes (every process must call this)."""
+    if info.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor /= info.world_size
+    return tensor
+
+
+__all__ = ["DistInfo", "setup", "teardown", "wrap", "launched_by_torchrun", "average"]

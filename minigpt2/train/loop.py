@@ -239,16 +239,17 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
         steps_in_interval += 1
         bar.update(1)
 
-        if info.is_main and (step % config.log_interval == 0 or step == stop):
-            mean_loss = loss_sum.item() / steps_in_interval  # .item() waits for the GPU: only here
-            elapsed = time.perf_counter() - interval_start
-            tokens_per_s = tokens_per_step * steps_in_interval / elapsed
-            row = {"step": step, "train_loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s,
-                   "mfu": tokens_per_s * flops_per_token / peak}
-            history.train.append(row)
-            bar.set_postfix_str(status(history), refresh=False)
-            if callback:
-                callback("train", row)
+        if step % config.log_interval == 0 or step == stop:
+            distributed.average(loss_sum, info)  # the global batch's loss, not this process's share
+            if info.is_main:
+                elapsed = time.perf_counter() - interval_start
+                tokens_per_s = tokens_per_step * steps_in_interval / elapsed
+                row = {"step": step, "train_loss": loss_sum.item() / steps_in_interval,  # .item() waits for the GPU
+                       "lr": lr, "tokens_per_s": tokens_per_s, "mfu": tokens_per_s * flops_per_token / peak}
+                history.train.append(row)
+                bar.set_postfix_str(status(history), refresh=False)
+                if callback:
+                    callback("train", row)
             loss_sum.zero_()
             steps_in_interval = 0
             interval_start = time.perf_counter()
