@@ -57,6 +57,7 @@ class BPETokenizer:
         self.vocab.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
         # pair -> the id it merges into; the smallest id is the earliest merge
         self._ranks: dict[Pair, int] = {pair: 256 + k for k, pair in enumerate(self.merges)}
+        self._byte_table = bytes(self.byte_ids)
         self._chunk_cache: dict[str, list[int]] = {}
 
     def _check(self) -> None:
@@ -123,8 +124,8 @@ class BPETokenizer:
 
     def _encode_chunk(self, chunk: bytes) -> list[int]:
         """Apply the merges to one chunk, always the earliest-learned merge present first."""
-        byte_ids, ranks = self.byte_ids, self._ranks
-        ids = [byte_ids[b] for b in chunk]
+        ranks = self._ranks
+        ids = list(chunk.translate(self._byte_table))  # byte b -> byte_ids[b], in C
         pair_ranks = [ranks.get(pair, NO_MERGE) for pair in zip(ids, ids[1:])]  # pair_ranks[i]: ids i, i+1
         while pair_ranks:
             rank = min(pair_ranks)
