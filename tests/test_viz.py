@@ -398,3 +398,128 @@ def test_the_widget_displays_as_an_ipywidget_with_a_short_text_form():
     bundle = w._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/plain"] == "AttentionWidget(3 tokens, layer 0, head 0)"
+
+
+# --- the explorer --------------------------------------------------------------------------------
+
+from minigpt2.viz import AttentionExplorer  # noqa: E402
+
+
+def explorer(text="hello world", **kwargs):
+    return fake_widget(text, cls=AttentionExplorer, **kwargs)[0]
+
+
+def outlines(e, head=0):
+    """(x, y, width, height) of the row and column outlines on a heatmap of the explorer's figure."""
+    row, column = e.figure.axes[head].patches[:2]
+    return [(p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in (row, column)]
+
+
+def test_explorer_starts_on_the_grid_with_the_last_token_selected():
+    e = explorer("hello world")
+    assert [c.description for c in (e.layer, e.head, e.view, e.token, e.text)] == ["layer", "head", "view", "token", "text"]
+    assert e.view.value == "all heads" and not e.head.disabled  # the head picks the bar charts
+    assert e.current_weights.shape == (3, 11, 11)
+    assert [label for label, _ in e.token.options][:2] == ["0: h", "1: e"] and e.token.options[5] == ("5: ·", 5)
+    assert e.token.value == 10 and is_png(e.bars.value)
+    np.testing.assert_allclose(e.attends_to, FakeGPT.head(11, 0)[10].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(e.attended_by, FakeGPT.head(11, 0)[10:, 10].numpy(), rtol=1e-6)
+
+
+def test_selecting_a_token_moves_its_outlines_and_redraws_its_bars():
+    e = explorer("hello world")
+    image, bars = e.image.value, e.bars.value
+    e.token.value = 4
+    assert e.image.value != image and e.bars.value != bars
+    w = FakeGPT.head(11, 0).numpy()
+    np.testing.assert_allclose(e.attends_to, w[4, :5], rtol=1e-6)  # query 4 over keys 0…4
+    np.testing.assert_allclose(e.attended_by, w[4:, 4], rtol=1e-6)  # queries 4…10 on key 4
+    assert outlines(e, head=2) == [(-0.5, 3.5, 5, 1), (3.5, 3.5, 1, 7)]
+    top, bottom = e._bar_axes
+    np.testing.assert_allclose([b.get_height() for b in top.patches], [*w[4, :5], 0, 0, 0, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose([b.get_height() for b in bottom.patches], [0, 0, 0, 0, *w[4:, 4]], rtol=1e-6)
+    assert "token 4 'o'" in e.message.value.replace("&#x27;", "'")
+
+
+def test_the_head_and_layer_pick_the_bars_and_the_framed_grid_cell():
+    e = explorer("hello world", n_head=4)
+    bars = e.bars.value
+    e.head.value = 3
+    assert e.bars.value != bars
+    np.testing.assert_allclose(e.attends_to, FakeGPT.head(11, 3)[10].numpy(), rtol=1e-6)
+    widths = [e.figure.axes[h].spines["left"].get_linewidth() for h in range(4)]
+    assert widths[3] > widths[0] == widths[1] == widths[2]
+    e.layer.value = 1
+    np.testing.assert_allclose(e.attends_to, FakeGPT.head(11, 4)[10].numpy(), rtol=1e-6)
+    assert "(layer 1, head 3)" in e._bar_axes[0].get_title()
+
+
+def test_the_one_head_view_outlines_the_token_on_the_big_heatmap():
+    e = explorer("abcdef")
+    e.view.value = "one head"
+    e.token.value = 2
+    assert e.current_weights.shape == (6, 6) and outlines(e) == [(-0.5, 1.5, 3, 1), (1.5, 1.5, 1, 4)]
+
+
+def test_a_new_text_brings_its_own_tokens_and_keeps_the_selection_when_it_can():
+    e = explorer("hello world")
+    e.token.value = 3
+    e.text.value = "to be or not"
+    assert [label for label, _ in e.token.options] == [f"{i}: {display_token(c)}" for i, c in enumerate("to be or not")]
+    assert e.token.value == 3 and e.current_tokens == list("to be or not")
+    e.text.value = "ab"
+    assert e.token.value == 1 and e.attends_to.shape == (2,) and e.attended_by.shape == (1,)
+
+
+def test_explorer_errors_hide_both_pictures():
+    e = explorer("fits", block_size=6)
+    e.text.value = "far too long"
+    assert "at most 6" in e.message.value
+    assert e.image.layout.display == "none" and e.bars.layout.display == "none" and e.attends_to is None
+    e.text.value = "ok"
+    assert e.bars.layout.display is None and e.attended_by.shape == (1,)
+
+
+def test_explorer_on_fixed_weights_starts_at_the_token_asked_for():
+    layers = [causal_weights(2, 4, seed=1)]
+    e = AttentionExplorer(layers, tokens=["a", "b", "c", "d"], token=1, view="one head")
+    np.testing.assert_allclose(e.attends_to, layers[0][0, 1, :2].numpy(), rtol=1e-6)
+
+
+# --- real BPE pieces and the package's model ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpt2_tok():
+    from minigpt2.tokenizer import gpt2_tokenizer
+
+    return gpt2_tokenizer()
+
+
+def test_pieces_are_gpt2_tokens_decoded_one_by_one_with_split_characters_escaped(gpt2_tok):
+    from minigpt2.tokenizer.gpt2 import tiktoken_gpt2
+
+    reference = tiktoken_gpt2()
+    text = "The cat sat.\n\n文 héllo<|endoftext|>"
+    source = ModelAttention(FakeGPT(block_size=64), gpt2_tok)
+    pieces, ids = source.tokenize(text)
+    assert ids == reference.encode(text, allowed_special="all")
+    assert pieces == [reference.decode_single_token_bytes(i).decode("utf-8", errors="backslashreplace") for i in ids]
+    assert pieces[:4] == ["The", " cat", " sat", "."] and pieces[-1] == "<|endoftext|>"
+    assert any(p.startswith("\\x") for p in pieces)  # 文 is cut between two tokens
+
+
+def test_explorer_on_the_package_model_shows_its_attention(gpt2_tok):
+    model_module = pytest.importorskip("minigpt2.model")
+    torch.manual_seed(0)
+    config = model_module.GPTConfig(block_size=16, vocab_size=50257, n_layer=2, n_head=4, n_embd=32)
+    model = model_module.GPT(config)
+    e = AttentionExplorer.from_model(model, gpt2_tok, text="To be, or not to be: that is")
+    ids = gpt2_tok.encode("To be, or not to be: that is")
+    expected = model.attention_weights(torch.tensor([ids]))[1][0]  # (n_head, T, T)
+    e.layer.value, e.head.value = 1, 2
+    np.testing.assert_allclose(e.current_weights, expected.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(e.attends_to.sum(), 1.0, rtol=1e-5)
+    assert e.current_tokens[:3] == ["To", " be", ","]
+    e.text.value = "word " * 20  # 20 tokens against a context of 16
+    assert "at most 16" in e.error and e.bars.layout.display == "none"

@@ -1,19 +1,24 @@
-"""Attention you can look at: heatmaps, a grid of heads, numbers that describe a head.
+"""Attention you can look at: heatmaps, a grid of heads, widgets, numbers that describe a head.
 
 - :func:`attention_heatmap` — one head ``(T, T)``; :func:`attention_grid` — a layer's heads.
+- :class:`AttentionWidget` — layer, head and text selectors over those pictures;
+  :class:`AttentionExplorer` — the same plus a token selector showing where a token looks.
+  Both: ``.from_model(model, tokenizer, text=...)``, or fixed weights with their tokens.
 - :func:`attention_entropy`, :func:`head_scores`, :func:`top_heads` — find heads by what they do.
 """
 
+from minigpt2.viz.explorer import AttentionExplorer
 from minigpt2.viz.heads import attention_entropy, head_scores, top_heads
-from minigpt2.viz.widget import AttentionWidget
 from minigpt2.viz.heatmap import attention_grid, attention_heatmap, display_token
+from minigpt2.viz.widget import AttentionWidget
 
 __all__ = [
     "attention_heatmap",
     "attention_grid",
     "display_token",
+    "AttentionWidget",
+    "AttentionExplorer",
     "attention_entropy",
     "head_scores",
     "top_heads",
-    "AttentionWidget",
 ]

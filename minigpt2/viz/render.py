@@ -1,7 +1,7 @@
 """Matplotlib figures rendered to PNG bytes, fast enough to redraw on every click.
 
 A widget's figure changes little between clicks: the heatmap's colours and a title, not
-its tick labels. :class:`Frames` lays a figure out once, draws the parts that never change
+its tick labels. :class:`Frames` lays a figure out and draws the parts that never change
 once, and for every later frame draws only the artists that do (blitting), so a redraw
 costs the heatmaps, not the hundred labels around them.
 """
@@ -55,17 +55,15 @@ def figure_png(fig: Figure) -> bytes:
 class Frames:
     """PNG frames of ``fig`` in which only the ``changing`` artists change.
 
-    The figure is laid out once (its layout engine is then switched off); the first
-    frame draws everything else and keeps it as the background; each frame restores
-    the background and draws the changing artists, in the order given, on top.
+    The first frame draws the figure in full, running its layout engine once, then
+    switches the engine off and keeps everything but the changing artists as the
+    background; each later frame restores the background and draws the changing
+    artists, in the order given, on top.
     """
 
     def __init__(self, fig: Figure, changing: Iterable[Artist]):
         self.fig = fig
         self.changing = list(changing)
-        with quiet_glyphs():
-            fig.draw_without_rendering()
-        fig.set_layout_engine("none")
         for artist in self.changing:
             artist.set_animated(True)  # left out of full draws: drawn by hand per frame
         self._background = None
@@ -74,7 +72,8 @@ class Frames:
         canvas = self.fig.canvas
         with quiet_glyphs():
             if self._background is None:
-                canvas.draw()
+                canvas.draw()  # lays out (once) and draws the still parts
+                self.fig.set_layout_engine("none")
                 self._background = canvas.copy_from_bbox(self.fig.bbox)
             else:
                 canvas.restore_region(self._background)
