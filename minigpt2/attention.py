@@ -88,6 +88,10 @@ class CausalSelfAttention(nn.Module):
     ``(y, weights)`` with weights (B, n_head, T, T), computed by the explicit reference
     path so the weights can be looked at. Both paths give the same ``y``.
     The weights returned are those before attention dropout.
+
+    ``forward(x, kv_cache=layer_cache)`` (a :class:`~minigpt2.kv_cache.LayerKVCache`, lesson 09):
+    x holds only the tokens after those already cached; their keys and values are appended
+    to the cache, and their queries attend to every cached token and causally among themselves.
     """
 
     def __init__(self, config):
@@ -103,19 +107,27 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False):
+    def forward(self, x: torch.Tensor, need_weights: bool = False, kv_cache=None):
         if x.dim() != 3 or x.size(-1) != self.n_embd:
             raise ValueError(f"CausalSelfAttention expects x of shape (B, T, {self.n_embd}), got {tuple(x.shape)}")
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # 3 x (B, n_head, T, head_dim)
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)  # 2 x (B, n_head, T_past + T, head_dim): the cached tokens, then x's
+        T_past = k.size(2) - T  # tokens before x's first one
 
         if need_weights:
-            weights = attention_weights(q, k, causal_mask(T, device=x.device))  # (B, n_head, T, T)
+            mask = causal_mask(T_past + T, device=x.device)[T_past:]  # (T, T_past + T): the rows of x's tokens
+            weights = attention_weights(q, k, mask)  # (B, n_head, T, T_past + T)
             y = self.attn_dropout(weights) @ v  # (B, n_head, T, head_dim)
         else:
             dropout_p = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, n_head, T, head_dim)
+            # no past: the usual causal mask; one new token: it may see every key, no mask needed
+            mask = None if T_past == 0 or T == 1 else causal_mask(T_past + T, device=x.device)[T_past:]
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=T_past == 0
+            )  # (B, n_head, T, head_dim)
 
         y = self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, C)
         return (y, weights) if need_weights else y
