@@ -99,6 +99,12 @@ def test_heatmap_accepts_tensors_with_grad_arrays_and_lists_and_draws_on_a_given
     attention_heatmap(w.tolist(), ["a", "b", "c"])
 
 
+def test_vmax_none_stretches_the_colours_to_the_head():
+    w = causal_weights(5) * 0.5
+    assert attention_heatmap(w, None).images[0].norm.vmax == 1.0
+    assert attention_heatmap(w, None, vmax=None).images[0].norm.vmax == pytest.approx(w.max().item())
+
+
 def test_heatmap_bad_input_says_what_to_do():
     with pytest.raises(ValueError, match=r"attention_grid"):
         attention_heatmap(causal_weights(2, 4), list("abcd"))
@@ -341,6 +347,18 @@ def test_a_model_that_fails_gives_a_message():
 
     w = AttentionWidget.from_model(Broken(), CharTokenizer(ALPHABET), text="abc")
     assert "RuntimeError: out of memory" in w.error and w.current_weights is None
+
+
+def test_a_source_whose_weights_do_not_fit_the_tokens_gets_a_message():
+    class Mismatched:
+        def tokenize(self, text):
+            return list(text), list(range(len(text)))
+
+        def attention(self, ids):
+            return [causal_weights(2, len(ids) + 1)]
+
+    w = AttentionWidget(Mismatched(), text="abc")
+    assert "(n_head, 3, 3)" in w.error and w.current_weights is None
 
 
 def test_the_model_source_uses_eval_mode_without_grad_and_restores_training():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 
 # Visible stand-ins for characters a tick label would otherwise hide.
@@ -106,8 +107,6 @@ def draw_attention(ax, weights2d: np.ndarray, labels: Sequence[str] | None, *, c
 
 
 def _cmap():
-    import matplotlib
-
     return matplotlib.colormaps[CMAP].with_extremes(bad=MASKED_COLOR)
 
 

@@ -39,6 +39,8 @@ class AttentionWidget:
     shown instead of a figure, or None).
     """
 
+    _head_matters_in_grid = False  # in the all-heads view the head selector is switched off
+
     def __init__(self, source, *, tokens: Sequence[str] | None = None, text: str | None = None,
                  layer: int = 0, head: int = 0, view: str = ONE_HEAD):
         self.source = as_source(source, tokens)
@@ -144,6 +146,11 @@ class AttentionWidget:
         except Exception as err:  # shown in the widget instead of a traceback
             self.error = f"Could not compute the attention for this text: {type(err).__name__}: {err}"
             return
+        shapes = {w.shape for w in layers}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[1:] != (len(ids), len(ids)):
+            self.error = (f"The source gave attention weights of shapes {sorted(shapes)} for {len(ids)} tokens; "
+                          f"it should give one (n_head, {len(ids)}, {len(ids)}) array per layer.")
+            return
         self._layers, self.current_ids = layers, list(ids)
         self._pieces = list(pieces)
         self._fit_selectors(len(layers), layers[0].shape[0])
@@ -177,8 +184,6 @@ class AttentionWidget:
         self.image.layout.display = None
         self.current_tokens = list(self._pieces)
         self.message.value = html.escape(self._status())
-
-    _head_matters_in_grid = False
 
     def _status(self) -> str:
         where = f"layer {self.layer.value}" + (f", head {self.head.value}" if self.view.value == ONE_HEAD else "")
