@@ -16,27 +16,38 @@ import torch
 
 
 class LayerKVCache:
-    """One attention layer's keys and values, (B, n_head, block_size, head_dim) each, of
-    which the first :attr:`length` positions are filled."""
+    """One attention layer's keys and values, (B, n_head, capacity, head_dim) each, of which
+    the first :attr:`length` positions are filled.
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
-        self.keys = keys  # (B, n_head, block_size, head_dim)
-        self.values = values  # (B, n_head, block_size, head_dim)
+    The storage is allocated at the first :meth:`append`, with the batch size, heads, dtype
+    and device of the keys it receives, for ``capacity`` positions.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.keys: torch.Tensor | None = None  # (B, n_head, capacity, head_dim)
+        self.values: torch.Tensor | None = None  # (B, n_head, capacity, head_dim)
         self.length = 0
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new tokens' keys and values, k and v (B, n_head, T_new, head_dim); return
         the keys and values of every token so far, (B, n_head, length + T_new, head_dim), as views."""
-        start, end = self.length, self.length + k.size(2)
-        if end > self.keys.size(2):
+        if k.dim() != 4 or k.shape != v.shape:
+            raise ValueError(f"keys and values should both be (B, n_head, T, head_dim), got {tuple(k.shape)} and {tuple(v.shape)}")
+        B, n_head, T_new, head_dim = k.shape
+        if self.keys is None:
+            self.keys = k.new_empty(B, n_head, self.capacity, head_dim)
+            self.values = v.new_empty(B, n_head, self.capacity, head_dim)
+        elif (B, n_head, head_dim) != (self.keys.size(0), self.keys.size(1), self.keys.size(3)):
             raise ValueError(
-                f"the KV cache holds {self.keys.size(2)} positions (block_size); {start} are filled and "
-                f"{k.size(2)} more do not fit: reset() it and run the last block_size tokens again"
+                f"keys of shape {tuple(k.shape)} do not fit this cache of {tuple(self.keys.shape)} "
+                "(B, n_head, positions, head_dim): use one cache per batch"
             )
-        if k.shape[:2] != self.keys.shape[:2] or k.shape[3] != self.keys.size(3) or k.shape != v.shape:
+        start, end = self.length, self.length + T_new
+        if end > self.capacity:
             raise ValueError(
-                f"keys {tuple(k.shape)} and values {tuple(v.shape)} do not fit a cache of "
-                f"{tuple(self.keys.shape)} (B, n_head, positions, head_dim)"
+                f"the KV cache holds {self.capacity} positions (block_size); {start} are filled and "
+                f"{T_new} more do not fit: reset() it and run the last block_size tokens again"
             )
         self.keys[:, :, start:end] = k
         self.values[:, :, start:end] = v
@@ -45,22 +56,16 @@ class LayerKVCache:
 
 
 class KVCache:
-    """Keys and values for every layer of a GPT, for a batch of ``batch_size`` sequences.
+    """Keys and values for every layer of a GPT, up to ``block_size`` positions.
 
-    ``model(idx, kv_cache=cache)`` reads the positions already cached, runs ``idx`` (the
-    tokens after them) at the positions that follow, and appends their keys and values.
-    Make one with ``model.new_kv_cache(batch_size)``.
+    ``model(idx, kv_cache=cache)`` runs ``idx`` (the tokens after those already cached) at the
+    positions that follow them, and appends their keys and values. Make one with
+    ``model.new_kv_cache()``; a cache serves one batch of sequences, generated together.
     """
 
-    def __init__(self, config, batch_size: int, device=None, dtype: torch.dtype = torch.float32):
-        if batch_size < 1:
-            raise ValueError(f"a KV cache needs batch_size >= 1, got {batch_size}")
+    def __init__(self, config):
         self.block_size = config.block_size
-        shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
-        self.layers = [
-            LayerKVCache(torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype))
-            for _ in range(config.n_layer)
-        ]
+        self.layers = [LayerKVCache(config.block_size) for _ in range(config.n_layer)]
 
     @property
     def length(self) -> int:
