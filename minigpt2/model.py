@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from minigpt2.kv_cache import KVCache
 from minigpt2.layers import Block, LayerNorm
 
 GPT2_VOCAB_SIZE = 50257  # 256 byte tokens + 50,000 merges + <|endoftext|>
@@ -141,21 +142,43 @@ class GPT(nn.Module):
                 f"crop it to the last {self.config.block_size} tokens: idx[:, -{self.config.block_size}:]"
             )
 
-    def _embed(self, idx: torch.Tensor) -> torch.Tensor:
+    def _embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         self._check_idx(idx)
-        pos = torch.arange(idx.size(1), device=idx.device)  # (T,)
+        if start + idx.size(1) > self.config.block_size:
+            raise ValueError(
+                f"the KV cache holds {start} tokens and {idx.size(1)} more would pass the context, "
+                f"block_size={self.config.block_size}: reset() the cache and run the last block_size tokens"
+            )
+        pos = torch.arange(start, start + idx.size(1), device=idx.device)  # (T,): positions after the cached ones
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, n_embd)
         return self.transformer.drop(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        last_only: bool = False,
+    ):
         """Logits (B, T, vocab_size) for the token after each position, and the mean
-        cross-entropy against ``targets`` (B, T) when given (-1 marks positions to ignore), else None."""
-        x = self._embed(idx)  # (B, T, n_embd)
-        for block in self.transformer.h:
-            x = block(x)
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab_size)
+        cross-entropy against ``targets`` (B, T) when given (-1 marks positions to ignore), else None.
+
+        For generation (lesson 09): with ``kv_cache`` (from :meth:`new_kv_cache`), ``idx`` holds
+        only the tokens after those the cache already holds; they take the positions that follow,
+        and their keys and values join the cache. ``last_only`` computes the logits of the last
+        position alone, (B, 1, vocab_size): all that the next token needs.
+        """
+        x = self._embed(idx, start=0 if kv_cache is None else kv_cache.length)  # (B, T, n_embd)
+        layer_caches = [None] * len(self.transformer.h) if kv_cache is None else kv_cache.layers
+        for block, layer_cache in zip(self.transformer.h, layer_caches):
+            x = block(x, kv_cache=layer_cache)
+        if last_only:
+            x = x[:, -1:, :]  # (B, 1, n_embd)
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T or 1, vocab_size)
         if targets is None:
             return logits, None
+        if last_only:
+            raise ValueError("the loss needs the logits of every position: call the model without last_only")
         if targets.shape != idx.shape:
             raise ValueError(f"targets should have the shape of idx, {tuple(idx.shape)}, got {tuple(targets.shape)}")
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
@@ -171,6 +194,10 @@ class GPT(nn.Module):
             weights.append(w)
         return weights
 
+    def new_kv_cache(self) -> KVCache:
+        """An empty KV cache for this model (see :mod:`minigpt2.kv_cache`)."""
+        return KVCache(self.config)
+
     @torch.no_grad()
     def generate(
         self,
@@ -180,39 +207,27 @@ class GPT(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         use_cache: bool = True,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + max_new_tokens).
+        """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; returns (B, T + max_new_tokens).
 
-        temperature 0 is greedy; top_k keeps the k likeliest tokens; top_p keeps the smallest set
-        whose probability reaches p. The whole context is recomputed every step (``use_cache``
-        is accepted for the API; this version has no cache). Call ``model.eval()`` first so dropout is off.
+        temperature 0 is greedy; top_k keeps the k likeliest tokens (a k above the vocabulary
+        keeps them all); top_p keeps the smallest set whose probability reaches p; ``generator``
+        (a seeded ``torch.Generator``) makes the draws repeatable, else torch's global one is used.
+        An empty prompt (T = 0) starts from ``<|endoftext|>`` (not part of the output); the model
+        sees at most the last ``block_size`` tokens (a longer prompt is cropped, with a warning).
+
+        ``use_cache=True`` keeps every layer's keys and values (:mod:`minigpt2.kv_cache`), so each
+        step runs only the newest token. When the context fills up, the window slides one token a
+        step; as the positions are absolute, every cached key changes then, and each step past
+        ``block_size`` tokens recomputes the window in full, as the uncached path does. Cached and
+        uncached give the same tokens (greedy, or sampling with the same seed).
+        See :func:`minigpt2.sampling.generate_tokens`. Call ``model.eval()`` first so dropout is off.
         """
-        if temperature < 0:
-            raise ValueError(f"temperature should be >= 0 (0 is greedy), got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k should be a positive number of tokens, got {top_k}")
-        if top_p is not None and not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p should be in (0, 1], got {top_p}")
-        for _ in range(max_new_tokens):
-            context = idx[:, -self.config.block_size :]  # (B, <= block_size)
-            logits, _ = self(context)
-            logits = logits[:, -1, :]  # (B, vocab_size)
-            if temperature == 0:
-                next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                if top_p is not None:
-                    sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
-                    sorted_probs = sorted_logits.softmax(dim=-1)
-                    # drop a token when the tokens before it already reach top_p (the first always stays)
-                    drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
-                    logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
-                next_id = torch.multinomial(logits.softmax(dim=-1), num_samples=1)  # (B, 1)
-            idx = torch.cat([idx, next_id], dim=1)
-        return idx
+        from minigpt2.sampling import generate_tokens
+
+        steps = generate_tokens(self, idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
+        return torch.cat([idx, *steps], dim=1)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> "GPT":
