@@ -225,3 +225,27 @@ def test_clear_errors_for_bad_config_and_input():
         attn(torch.zeros(3, 32))
     with pytest.raises(ValueError, match=r"\(B, T, 32\)"):
         attn(torch.zeros(1, 3, 16))
+
+
+# ----------------------------------------------------------------------------- with a KV cache (lesson 09)
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("chunks", [[1] * 9, [4, 1, 1, 3], [5, 4]])
+def test_feeding_tokens_through_a_kv_cache_equals_the_whole_sequence(chunks, need_weights):
+    from minigpt2.kv_cache import LayerKVCache
+
+    torch.manual_seed(7)
+    attn = CausalSelfAttention(config()).double().eval()
+    x = torch.randn(2, sum(chunks), 32, dtype=torch.float64)
+    whole = attn(x)
+    cache, pieces, start = LayerKVCache(capacity=16), [], 0
+    for n in chunks:
+        out = attn(x[:, start : start + n], need_weights=need_weights, kv_cache=cache)
+        if need_weights:
+            out, weights = out
+            assert weights.shape == (2, 4, n, start + n)  # new queries against every cached key
+            assert (weights[..., ~causal_mask(start + n)[start:]] == 0).all()
+        pieces.append(out)
+        start += n
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole, atol=1e-12, rtol=0)
