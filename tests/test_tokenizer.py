@@ -162,6 +162,8 @@ def test_special_tokens_only_when_allowed(small_tokenizer):
     assert 400 not in as_text and as_text == small_tokenizer.encode_ordinary(text)
     with pytest.raises(ValueError, match="not special tokens"):
         small_tokenizer.encode(text, allowed_special={"<|pad|>"})
+    with pytest.raises(ValueError, match="a set of strings"):
+        small_tokenizer.encode(text, allowed_special="<|endoftext|>")
 
 
 def test_lone_surrogates_become_the_replacement_character(small_tokenizer):

@@ -152,6 +152,9 @@ class BPETokenizer:
         A special token's text becomes its id only if it is in ``allowed_special``
         (or ``allowed_special="all"``). If it is in ``disallowed_special`` (by default
         every special token not allowed) the call raises; otherwise it is plain text."""
+        for name, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
+            if isinstance(value, str) and value != "all":
+                raise ValueError(f'{name} should be "all" or a set of strings, such as {{{value!r}}}, not the string {value!r}.')
         allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
         disallowed = set(self.special_tokens) - allowed if disallowed_special == "all" else set(disallowed_special)
         unknown = (allowed | disallowed) - set(self.special_tokens)
