@@ -1,0 +1,95 @@
+"""The course in a real JupyterLab and a real headless Chromium.
+
+One JupyterLab (from the project's .venv, on 127.0.0.1, a free port, a token, no browser)
+serves a temporary COPY of notebooks/ and exercises/; one Chromium (Debian's package,
+driven by Playwright, no browser download) with a fresh profile opens it. Every test gets
+a new tab; when the test ends its kernels are shut down and every request the tab made
+must have gone to 127.0.0.1 — JupyterLab and the widgets render from what the packages
+ship, with no CDN. Screenshots land in test-artifacts/browser/<test>/.
+
+Without Chromium (or Playwright) every test here is skipped, and the run says so at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from lab_server import copy_course, start_lab
+from lab_tabs import lab_tab
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
+NO_CHROMIUM = "Chromium not found: install it with apt-get install chromium"
+NO_PLAYWRIGHT = "Playwright not installed: install it with .venv/bin/pip install -e '.[browser]'"
+# Chromium without its own calls home: the test machine may have no network at all.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def find_chromium() -> str | None:
+    """Debian's chromium, or the browser named by MINIGPT2_CHROMIUM (a path or a command)."""
+    chosen = os.environ.get("MINIGPT2_CHROMIUM")
+    for candidate in (chosen,) if chosen else CHROMIUM_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        pytest.skip(NO_CHROMIUM)
+    return path
+
+
+@pytest.fixture(scope="session")
+def playwright(chromium):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip(NO_PLAYWRIGHT)
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory, chromium):
+    """JupyterLab serving a temporary copy of the course (notebooks/, exercises/)."""
+    course = copy_course(tmp_path_factory.mktemp("course"))
+    server = start_lab(course, tmp_path_factory.mktemp("jupyter-state"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(playwright, chromium):
+    """Headless Chromium with a fresh profile, the same window size for every screenshot."""
+    with tempfile.TemporaryDirectory(prefix="minigpt2-chromium-") as profile:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000})
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def tab(request, browser, lab):
+    with lab_tab(browser, lab, request.node.name) as tab:
+        yield tab
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say plainly when the browser suite did not run, and why."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "tests/browser/" in r.nodeid]
+    reasons = sorted({r.longrepr[2].removeprefix("Skipped: ") for r in skipped if isinstance(r.longrepr, tuple)})
+    for reason in reasons:
+        if reason in (NO_CHROMIUM, NO_PLAYWRIGHT):
+            terminalreporter.write_sep("-", "browser suite skipped", yellow=True)
+            terminalreporter.write_line(f"The browser tests (tests/browser/) did not run. {reason}")

@@ -1,0 +1,214 @@
+"""Driving JupyterLab the way a learner does: open a notebook, run its cells from the Run menu,
+use a widget's selectors and text box, look at the heatmap it draws.
+
+Playwright is imported by the caller (conftest), so this module only needs a Page.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TRACEBACK = "Traceback (most recent call last)"
+ERROR_LINE = re.compile(r"^\w*(Error|Exception|Interrupt)\b", re.MULTILINE)  # SyntaxError: …, KeyboardInterrupt
+
+# The current notebook panel, and the parts of it the tests read.
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+KERNEL_STATUS = f"{PANEL} .jp-Notebook-ExecutionIndicator"
+KERNEL_NAME = f"{PANEL} .jp-Toolbar-kernelName"
+
+
+class Notebook:
+    """One notebook open in JupyterLab's main area."""
+
+    def __init__(self, page, name: str, artifacts: Path):
+        self.page = page
+        self.name = name
+        self.artifacts = artifacts
+        self._shots = 0
+
+    # ------------------------------------------------------------------ the kernel and running cells
+
+    def wait_for_kernel_idle(self, timeout_s: float = 90) -> None:
+        """Wait until the notebook has a kernel and it is idle. If JupyterLab asks which kernel
+        to start (it does when the notebook opens before the kernel list arrives), answer
+        with its proposal, the notebook's own kernel, as a learner would."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.page.wait_for_function(
+                """([name, status]) => {
+                    if (document.querySelector('.jp-Dialog .jp-Dialog-button.jp-mod-accept')) return 'asked';
+                    const kernel = document.querySelector(name), indicator = document.querySelector(status);
+                    const started = kernel && kernel.getAttribute('aria-label') !== 'No Kernel';
+                    return started && indicator && indicator.dataset.status === 'idle' && 'idle';
+                }""",
+                arg=[KERNEL_NAME, KERNEL_STATUS], timeout=max(deadline - time.monotonic(), 1) * 1000, polling=200,
+            ).json_value()
+            if state == "idle":
+                return
+            self.page.click(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+
+    def run_all(self, timeout_s: float = 150) -> None:
+        """Run > Run All Cells, then wait until no cell is queued or running.
+        Fails with the notebook's first traceback, or names the cells that never ran."""
+        self.wait_for_kernel_idle()
+        self.page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
+        self.page.click('li[data-command="runmenu:run-all"]')
+        self.wait_until_done(timeout_s)
+        failures = self.tracebacks()
+        assert not failures, f"{self.name}: a cell raised an error when run in JupyterLab:\n{failures[0]}"
+        not_run = self.page.eval_on_selector_all(
+            f"{PANEL} .jp-CodeCell .jp-InputArea-prompt", "ps => ps.map((p, i) => [i, p.textContent.trim()])")
+        unexecuted = [i for i, prompt in not_run if not re.fullmatch(r"\[\d+\]:", prompt)]
+        assert not unexecuted, f"{self.name}: code cells {unexecuted} did not run (prompts: {not_run})"
+
+    def wait_until_done(self, timeout_s: float) -> None:
+        """Wait until no code cell shows [*] and the kernel is idle."""
+        self.page.wait_for_function(
+            """([panel, status]) => {
+                const prompts = [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputArea-prompt')];
+                const busy = prompts.some(p => p.textContent.includes('*'));
+                const indicator = document.querySelector(status);
+                return !busy && indicator && indicator.dataset.status === 'idle';
+            }""",
+            arg=[PANEL, KERNEL_STATUS], timeout=timeout_s * 1000, polling=250)
+
+    def tracebacks(self) -> list[str]:
+        """The text of every traceback shown in the notebook's outputs."""
+        texts = self.page.locator(f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        return [t for t in texts.all_inner_texts() if TRACEBACK in t or ERROR_LINE.search(t)]
+
+    def run_cell(self, index: int, timeout_s: float = 60) -> None:
+        """Select code or markdown cell ``index`` and press Shift+Enter, as a learner does."""
+        cell = self.cells().nth(index)
+        cell.locator(".jp-InputPrompt").click()  # selects the cell (command mode)
+        self.page.keyboard.press("Shift+Enter")
+        self.wait_until_done(timeout_s)
+
+    def cells(self):
+        return self.page.locator(f"{PANEL} .jp-Notebook .jp-Cell")
+
+    def cell_sources(self) -> list[str]:
+        return self.cells().evaluate_all(
+            "cells => cells.map(c => [...c.querySelectorAll('.cm-line')].map(l => l.textContent).join('\\n'))")
+
+    def output_text(self, index: int) -> str:
+        return self.cells().nth(index).locator(".jp-OutputArea").inner_text()
+
+    # ------------------------------------------------------------------ widgets and pictures
+
+    def attention_widgets(self, timeout_s: float = 30) -> list["AttentionWidgetView"]:
+        """Every attention widget shown in the outputs (a box holding selectors and an image), in order."""
+        boxes = self.page.locator(f"{PANEL} .jp-OutputArea-output > .widget-vbox").filter(
+            has=self.page.locator("img.widget-image"))
+        boxes.first.wait_for(timeout=timeout_s * 1000)
+        return [AttentionWidgetView(self, boxes.nth(i)) for i in range(boxes.count())]
+
+    def screenshot(self, step: str, element=None) -> Path:
+        """Save a screenshot of ``element`` (default: the page) as the next numbered artefact."""
+        self._shots += 1
+        path = self.artifacts / f"{self._shots:02d}_{re.sub(r'[^a-z0-9]+', '_', step.lower()).strip('_')}.png"
+        (element or self.page).screenshot(path=str(path))
+        return path
+
+
+@dataclass
+class Picture:
+    """What an <img> shows: its blob URL and the PNG bytes behind it."""
+
+    src: str
+    png: bytes
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int.from_bytes(self.png[16:20], "big"), int.from_bytes(self.png[20:24], "big")
+
+
+class AttentionWidgetView:
+    """An AttentionWidget / AttentionExplorer as the browser shows it."""
+
+    def __init__(self, notebook: Notebook, root):
+        self.notebook = notebook
+        self.page = notebook.page
+        self.root = root
+
+    def dropdown(self, name: str):
+        label = self.page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(name)}$"))
+        return self.root.locator(".widget-dropdown").filter(has=label).locator("select")
+
+    def options(self, name: str) -> list[str]:
+        """The option labels (ipywidgets shows their spaces as no-break spaces; here they are spaces again)."""
+        labels = self.dropdown(name).locator("option").evaluate_all("options => options.map(o => o.textContent)")
+        return [label.replace("\xa0", " ") for label in labels]
+
+    @property
+    def text_box(self):
+        return self.root.locator(".widget-textarea textarea")
+
+    @property
+    def images(self):
+        """The widget's pictures: the heatmap first (the explorer adds its bar charts)."""
+        return self.root.locator("img.widget-image")
+
+    @property
+    def heatmap(self):
+        return self.images.first
+
+    @property
+    def message(self) -> str:
+        return self.root.locator(".widget-html-content").first.inner_text()
+
+    def pictures(self) -> list[Picture]:
+        """Every picture's PNG, read back from the browser (each must have loaded and decoded)."""
+        self.heatmap.wait_for(state="visible")
+        shown = self.images.evaluate_all("""imgs => Promise.all(imgs.map(async img => {
+            await img.decode();
+            const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+            let s = ''; for (const b of bytes) s += String.fromCharCode(b);
+            return [img.src, btoa(s)];
+        }))""")
+        return [Picture(src, base64.b64decode(data)) for src, data in shown]
+
+    def select(self, name: str, value) -> None:
+        self.dropdown(name).select_option(label=str(value))
+
+    def type_text(self, text: str) -> None:
+        """Type into the text box and leave it, which is when the widget reads it."""
+        self.text_box.fill(text)
+        self.text_box.blur()
+
+    def wait_for_new_pictures(self, before: list[Picture], what: str, timeout_s: float = 30) -> list[Picture]:
+        """Every picture after ``what`` was done; fails with "image did not change" if one stays the same."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = self.pictures()
+            same = [i for i, (a, b) in enumerate(zip(before, now)) if a.src == b.src or a.png == b.png]
+            if len(now) == len(before) and not same:
+                return now
+            if time.monotonic() > deadline:
+                which = "the heatmap" if same[:1] == [0] else f"picture {same[0] + 1} of {len(now)}"
+                raise AssertionError(f"image did not change within {timeout_s:g} s after {what}: {which} stayed the same")
+            time.sleep(0.2)
+
+    def wait_for_options(self, name: str, expected: list[str], timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while (options := self.options(name)) != expected:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the {name} selector lists {options}, not {expected}")
+            time.sleep(0.2)
+
+    def wait_for_message(self, pattern: str, timeout_s: float = 30) -> str:
+        deadline = time.monotonic() + timeout_s
+        while not re.search(pattern, message := self.message):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the widget's message {message!r} never matched {pattern!r}")
+            time.sleep(0.2)
+        return message
+
+
+def is_png(picture: Picture) -> bool:
+    return picture.png.startswith(PNG_SIGNATURE)
