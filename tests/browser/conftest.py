@@ -74,7 +74,7 @@ def browser(playwright, chromium):
     with tempfile.TemporaryDirectory(prefix="minigpt2-chromium-") as profile:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000})
+            viewport={"width": 1400, "height": 1400})
         yield context
         context.close()
 

@@ -27,6 +27,7 @@ class LabTab:
         self.artifacts = artifacts
         self.urls: list[str] = []
         self.console: list[str] = []
+        self.opened: list[str] = []
         page.on("request", lambda request: self.urls.append(request.url))
         page.on("websocket", lambda ws: self.urls.append(ws.url))
         page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
@@ -34,6 +35,8 @@ class LabTab:
 
     def open(self, path: str, timeout_s: float = 90) -> Notebook:
         """Open ``path`` (relative to the served folder) in a fresh workspace; wait for its kernel."""
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.opened.append(path)
         self.page.goto(self.server.url(f"lab/tree/{urllib.parse.quote(path)}?reset"))
         notebook = Notebook(self.page, Path(path).name, self.artifacts)
         self.page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=timeout_s * 1000)
@@ -57,17 +60,18 @@ def shut_down_kernels(server) -> None:
 
 @contextmanager
 def lab_tab(browser, lab, name: str):
-    """A new tab; afterwards: its console log saved, its kernels shut down, no request off this machine.
-    Screenshots go to test-artifacts/browser/<name>/."""
+    """A new tab. Afterwards, if it opened a notebook: its console log saved, its kernels shut down,
+    and no request gone beyond this machine. Screenshots go to test-artifacts/browser/<name>/."""
     artifacts = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
     shutil.rmtree(artifacts, ignore_errors=True)
-    artifacts.mkdir(parents=True)
     tab = LabTab(browser.new_page(), lab, artifacts)
     try:
         yield tab
     finally:
-        (artifacts / "console.log").write_text("\n".join(tab.console), encoding="utf-8")
         tab.page.close()
-        shut_down_kernels(lab)
-    assert not tab.off_loopback(), f"the page reached beyond 127.0.0.1: {tab.off_loopback()[:5]}"
-    assert any(url.startswith(f"http://127.0.0.1:{lab.port}/") for url in tab.urls), "the tab never talked to JupyterLab"
+        if tab.opened:
+            (artifacts / "console.log").write_text("\n".join(tab.console), encoding="utf-8")
+            shut_down_kernels(lab)
+    if tab.opened:
+        assert any(url.startswith(f"http://127.0.0.1:{lab.port}/") for url in tab.urls), "no request was recorded"
+        assert not tab.off_loopback(), f"the page reached beyond 127.0.0.1: {tab.off_loopback()[:5]}"

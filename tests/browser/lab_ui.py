@@ -1,7 +1,8 @@
 """Driving JupyterLab the way a learner does: open a notebook, run its cells from the Run menu,
 use a widget's selectors and text box, look at the heatmap it draws.
 
-Playwright is imported by the caller (conftest), so this module only needs a Page.
+Playwright is imported by conftest.py (which skips when it is missing); this module only
+takes its Page and Locator objects.
 """
 
 from __future__ import annotations
@@ -82,12 +83,13 @@ class Notebook:
         texts = self.page.locator(f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         return [t for t in texts.all_inner_texts() if TRACEBACK in t or ERROR_LINE.search(t)]
 
-    def run_cell(self, index: int, timeout_s: float = 60) -> None:
-        """Select code or markdown cell ``index`` and press Shift+Enter, as a learner does."""
-        cell = self.cells().nth(index)
-        cell.locator(".jp-InputPrompt").click()  # selects the cell (command mode)
-        self.page.keyboard.press("Shift+Enter")
-        self.wait_until_done(timeout_s)
+    def run_cells_through(self, last: int, timeout_s: float = 60) -> None:
+        """Select the first cell and press Shift+Enter until cell ``last`` has run, as a learner does."""
+        self.wait_for_kernel_idle()
+        self.cells().first.locator(".jp-InputPrompt").click()  # selects the cell, in command mode
+        for _ in range(last + 1):
+            self.page.keyboard.press("Shift+Enter")
+            self.wait_until_done(timeout_s)
 
     def cells(self):
         return self.page.locator(f"{PANEL} .jp-Notebook .jp-Cell")
@@ -99,6 +101,10 @@ class Notebook:
     def output_text(self, index: int) -> str:
         return self.cells().nth(index).locator(".jp-OutputArea").inner_text()
 
+    def output_mime_types(self, index: int) -> list[str]:
+        return self.cells().nth(index).locator(".jp-OutputArea-output").evaluate_all(
+            "outputs => outputs.map(o => o.dataset.mimeType)")
+
     # ------------------------------------------------------------------ widgets and pictures
 
     def attention_widgets(self, timeout_s: float = 30) -> list["AttentionWidgetView"]:
@@ -108,11 +114,15 @@ class Notebook:
         boxes.first.wait_for(timeout=timeout_s * 1000)
         return [AttentionWidgetView(self, boxes.nth(i)) for i in range(boxes.count())]
 
-    def screenshot(self, step: str, element=None) -> Path:
-        """Save a screenshot of ``element`` (default: the page) as the next numbered artefact."""
+    def screenshot(self, step: str, element=None, pictures: list["Picture"] = ()) -> Path:
+        """Save a screenshot of ``element`` (default: the page) as the next numbered artefact,
+        and beside it the widget's ``pictures`` as the PNGs the browser received (whole, unscaled)."""
         self._shots += 1
-        path = self.artifacts / f"{self._shots:02d}_{re.sub(r'[^a-z0-9]+', '_', step.lower()).strip('_')}.png"
+        stem = f"{self._shots:02d}_{re.sub(r'[^a-z0-9]+', '_', step.lower()).strip('_')}"
+        path = self.artifacts / f"{stem}.png"
         (element or self.page).screenshot(path=str(path))
+        for number, picture in enumerate(pictures, start=1):
+            (self.artifacts / f"{stem}.picture{number}.png").write_bytes(picture.png)
         return path
 
 
@@ -162,16 +172,21 @@ class AttentionWidgetView:
     def message(self) -> str:
         return self.root.locator(".widget-html-content").first.inner_text()
 
-    def pictures(self) -> list[Picture]:
-        """Every picture's PNG, read back from the browser (each must have loaded and decoded)."""
-        self.heatmap.wait_for(state="visible")
-        shown = self.images.evaluate_all("""imgs => Promise.all(imgs.map(async img => {
-            await img.decode();
-            const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
-            let s = ''; for (const b of bytes) s += String.fromCharCode(b);
-            return [img.src, btoa(s)];
-        }))""")
-        return [Picture(src, base64.b64decode(data)) for src, data in shown]
+    def pictures(self, timeout_s: float = 30) -> list[Picture]:
+        """Every picture's PNG, read back from the browser once each has loaded and decoded."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            shown = self.heatmap.is_visible() and self.images.evaluate_all("""imgs => Promise.all(imgs.map(async img => {
+                try { await img.decode(); } catch { return null; }  // replaced while decoding: read it again
+                const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+                let s = ''; for (const b of bytes) s += String.fromCharCode(b);
+                return [img.src, btoa(s)];
+            }))""")
+            if shown and None not in shown:
+                return [Picture(src, base64.b64decode(data)) for src, data in shown]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the widget shows no heatmap; its message: {self.message!r}")
+            time.sleep(0.2)
 
     def select(self, name: str, value) -> None:
         self.dropdown(name).select_option(label=str(value))
@@ -186,11 +201,14 @@ class AttentionWidgetView:
         deadline = time.monotonic() + timeout_s
         while True:
             now = self.pictures()
+            if len(now) != len(before):
+                raise AssertionError(f"after {what} the widget shows {len(now)} pictures instead of {len(before)}; "
+                                     f"its message: {self.message!r}")
             same = [i for i, (a, b) in enumerate(zip(before, now)) if a.src == b.src or a.png == b.png]
-            if len(now) == len(before) and not same:
+            if not same:
                 return now
             if time.monotonic() > deadline:
-                which = "the heatmap" if same[:1] == [0] else f"picture {same[0] + 1} of {len(now)}"
+                which = "the heatmap" if same[0] == 0 else f"picture {same[0] + 1} of {len(now)}"
                 raise AssertionError(f"image did not change within {timeout_s:g} s after {what}: {which} stayed the same")
             time.sleep(0.2)
 

@@ -27,7 +27,7 @@ def controls_and_heatmap_render(view: AttentionWidgetView, label: str) -> list[P
         assert min(picture.size) >= MIN_HEATMAP_PX, f"{label}: a picture of the widget is only {picture.size} pixels"
     assert view.images.evaluate_all("imgs => imgs.every(i => i.naturalWidth > 0 && i.getBoundingClientRect().width > 0)"), (
         f"{label}: a picture did not load or has no size on the page")
-    view.notebook.screenshot(f"{label} first heatmap", view.root)
+    view.notebook.screenshot(f"{label} first heatmap", view.root, pictures)
     return pictures
 
 
@@ -46,7 +46,7 @@ def choosing(view: AttentionWidgetView, control: str, before: list[Picture], lab
     view.select(control, target)
     after = view.wait_for_new_pictures(before, f"choosing {control} {target}", timeout_s)
     view.wait_for_message(rf"\b{control} {target}\b")
-    view.notebook.screenshot(f"{label} {control} {target}", view.root)
+    view.notebook.screenshot(f"{label} {control} {target}", view.root, after)
     return after
 
 
@@ -60,5 +60,5 @@ def typing(view: AttentionWidgetView, text: str, tokens: Sequence[str], before: 
     if view.dropdown("token").count():
         expected = [f"{i}: {display_token(piece, max_len=24)}" for i, piece in enumerate(tokens)]
         view.wait_for_options("token", expected)
-    view.notebook.screenshot(f"{label} new text", view.root)
+    view.notebook.screenshot(f"{label} new text", view.root, after)
     return after
