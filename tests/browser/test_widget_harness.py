@@ -9,7 +9,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from lab_tabs import lab_tab
+from lab_tabs import LabTab, lab_tab
 from widget_steps import choosing, controls_and_heatmap_render, typing
 
 WORDS_SOURCE = '''\
@@ -102,3 +102,15 @@ def test_a_widget_that_no_longer_redraws_is_caught(harness):
         choosing(view, "head", picture, "broken", timeout_s=5)
     view.notebook.screenshot("broken head changed picture did not", view.root)
     assert [p.png for p in view.pictures()] == [p.png for p in picture]
+
+
+def test_a_request_beyond_this_machine_is_noticed(browser, tmp_path):
+    """The guard every tab ends with: a picture from another host (a CDN, say) is reported."""
+    tab = LabTab(browser.new_page(), server=None, artifacts=tmp_path)  # opens no notebook: needs no server
+    try:
+        with tab.page.expect_request("http://192.0.2.1/**"):  # TEST-NET-1: reserved, never routed
+            tab.page.set_content('<img src="http://192.0.2.1/widget.png">', wait_until="domcontentloaded")
+    finally:
+        tab.page.close()
+    assert tab.off_loopback() == ["http://192.0.2.1/widget.png"]
+
