@@ -69,14 +69,14 @@ def test_accumulation_equals_one_big_batch(tmp_path, data):
 def test_training_learns_and_records_its_history(tmp_path, data):
     seen = []
     result = train(tiny(tmp_path, max_iters=40, eval_interval=20, log_interval=10, dropout=0.0), data=data,
-                   callback=lambda kind, row: seen.append((kind, row["step"])))
+                   callback=lambda kind, row, model: seen.append((kind, row["step"], model.training)))
     steps, losses = result.history.curve("val_loss")
     assert steps == [0, 20, 40]
     assert losses[0] == pytest.approx(torch.log(torch.tensor(65.0)).item(), abs=0.3)  # uniform guess at init
     assert losses[-1] < losses[0] - 0.8
     assert result.history.curve("train_loss")[0] == [10, 20, 30, 40]
     assert all(r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 for r in result.history.train)
-    assert ("val", 0) in seen and ("train", 40) in seen
+    assert ("val", 0, True) in seen and ("train", 40, True) in seen  # the model in training, dropout on
     assert not result.model.training
     assert History.from_dict(result.history.to_dict()) == result.history
 

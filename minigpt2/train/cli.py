@@ -96,7 +96,7 @@ def run_training(config: TrainConfig, resume: bool) -> int:
     from minigpt2.train.checkpoint import CheckpointError
     from minigpt2.train.loop import train
 
-    def report(kind: str, row: dict) -> None:
+    def report(kind: str, row: dict, model) -> None:
         if kind == "val":
             from tqdm.auto import tqdm
 

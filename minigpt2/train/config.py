@@ -45,7 +45,7 @@ class TrainConfig:
     dtype: str = "auto"  # auto: bfloat16 on GPUs that have it, else float32
     compile: bool = False  # torch.compile the model (worth it on GPUs for long runs)
     seed: int = 1337
-    out_dir: str = "out"
+    out_dir: str = "checkpoints/run"
     checkpoint_interval: int = 0  # steps between checkpoints; 0: at evaluations and at the end
     progress: bool = True  # a tqdm progress bar
 
@@ -98,14 +98,14 @@ PRESETS: dict[str, TrainConfig] = {
     "shakespeare-char": TrainConfig(
         tokenizer="char", n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0,
         batch_size=32, max_iters=2000, lr=2e-3, min_lr=2e-4, warmup_iters=100,
-        eval_interval=250, eval_iters=20, out_dir="out/shakespeare-char",
+        eval_interval=250, eval_iters=20, out_dir="checkpoints/shakespeare-char",
     ),
     # GPT-2's tokenizer on one GPU: nanoGPT's 6-layer Shakespeare model (30M parameters,
     # most of them the 50k-token embedding), bf16 and torch.compile.
     "shakespeare-gpt2": TrainConfig(
         tokenizer="gpt2", n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2,
         vocab_multiple=64, batch_size=32, max_iters=2000, lr=6e-4, min_lr=6e-5, warmup_iters=100,
-        beta2=0.95, eval_interval=250, eval_iters=50, device="auto", compile=True, out_dir="out/shakespeare-gpt2",
+        beta2=0.95, eval_interval=250, eval_iters=50, device="auto", compile=True, out_dir="checkpoints/shakespeare-gpt2",
     ),
 }
 

@@ -127,7 +127,7 @@ def train(
     *,
     resume: bool = False,
     until_step: int | None = None,
-    callback: Callable[[str, dict], None] | None = None,
+    callback: Callable[[str, dict, GPT], None] | None = None,
     data: TokenData | None = None,
 ) -> TrainResult:
     """Train a GPT as ``config`` says; under torchrun, as one of several processes.
@@ -135,8 +135,9 @@ def train(
     resume: continue from ``config.out_dir/ckpt.safetensors`` if it exists.
     until_step: stop (with a checkpoint) after this many steps, although the schedule
         runs to ``max_iters``: resume later to finish.
-    callback: called on rank 0 as ``callback("train", row)`` at every log and
-        ``callback("val", row)`` at every evaluation (a notebook redraws its plot there).
+    callback: called on rank 0 as ``callback("train", row, model)`` at every log and
+        ``callback("val", row, model)`` at every evaluation, ``model`` being the GPT in training
+        (a notebook redraws its plot there, or samples from the model).
     data: the token streams, if already loaded (saves re-tokenizing in a notebook).
     """
     config.validate()
@@ -205,7 +206,7 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
         history.val.append(row)
         bar.set_postfix_str(status(history), refresh=False)
         if callback:
-            callback("val", row)
+            callback("val", row, model)
         if config.checkpoint_interval == 0 and step > 0:
             save()
 
@@ -249,7 +250,7 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
                 history.train.append(row)
                 bar.set_postfix_str(status(history), refresh=False)
                 if callback:
-                    callback("train", row)
+                    callback("train", row, model)
             loss_sum.zero_()
             steps_in_interval = 0
             interval_start = time.perf_counter()
