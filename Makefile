@@ -5,7 +5,7 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.minigpt2-installed
 # The CPU build where there is no GPU; override for CUDA, e.g. make course TORCH_SPEC="torch==2.13.0"
 TORCH_SPEC ?= torch==2.13.0
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -rs --durations=25
 
 .PHONY: setup course test exercises clean
 
