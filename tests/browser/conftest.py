@@ -2,10 +2,11 @@
 
 One JupyterLab (from the project's .venv, on 127.0.0.1, a free port, a token, no browser)
 serves a temporary COPY of notebooks/ and exercises/; one Chromium (Debian's package,
-driven by Playwright, no browser download) with a fresh profile opens it. Every test gets
-a new tab; when the test ends its kernels are shut down and every request the tab made
-must have gone to 127.0.0.1 — JupyterLab and the widgets render from what the packages
-ship, with no CDN. Screenshots land in test-artifacts/browser/<test>/.
+driven by Playwright, no browser download) with a fresh profile opens it in one tab that
+the tests share (see lab_tabs.py). When a test ends its notebook is closed, its kernel shut
+down, and every request made during it must have gone to 127.0.0.1 — JupyterLab and the
+widgets render from what the packages ship, with no CDN. Screenshots land in
+test-artifacts/browser/<test>/.
 
 Without Chromium (or Playwright) every test here is skipped, and the run says so at the end.
 """
@@ -19,7 +20,7 @@ import tempfile
 import pytest
 
 from lab_server import copy_course, start_lab
-from lab_tabs import lab_tab
+from lab_tabs import LabTab, visit
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 NO_CHROMIUM = "Chromium not found: install it with apt-get install chromium"
@@ -79,10 +80,19 @@ def browser(playwright, chromium):
         context.close()
 
 
+@pytest.fixture(scope="session")
+def shared_tab(browser, lab):
+    """The tab JupyterLab loads in once; the tests take turns in it."""
+    tab = LabTab(browser.new_page(), lab)
+    yield tab
+    tab.page.close()
+
+
 @pytest.fixture
-def tab(request, browser, lab):
-    with lab_tab(browser, lab, request.node.name) as tab:
-        yield tab
+def tab(request, shared_tab):
+    """This test's visit to the shared tab: ``tab.open(path)`` gives a Notebook."""
+    with visit(shared_tab, request.node.name) as this:
+        yield this
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -23,6 +23,12 @@ KERNEL_STATUS = f"{PANEL} .jp-Notebook-ExecutionIndicator"
 KERNEL_NAME = f"{PANEL} .jp-Toolbar-kernelName"
 
 
+def menu(page, top: str, command: str, timeout_ms: float = 30_000) -> None:
+    """Choose a command from JupyterLab's menu bar: the ``top`` menu, then the item for ``command``."""
+    page.locator("#jp-MainMenu").get_by_role("menuitem", name=top, exact=True).click(timeout=timeout_ms)
+    page.click(f'li[data-command="{command}"]', timeout=timeout_ms)
+
+
 class Notebook:
     """One notebook open in JupyterLab's main area."""
 
@@ -57,8 +63,7 @@ class Notebook:
         """Run > Run All Cells, then wait until no cell is queued or running.
         Fails with the notebook's first traceback, or names the cells that never ran."""
         self.wait_for_kernel_idle()
-        self.page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
-        self.page.click('li[data-command="runmenu:run-all"]')
+        menu(self.page, "Run", "runmenu:run-all")
         self.wait_until_done(timeout_s)
         failures = self.tracebacks()
         assert not failures, f"{self.name}: a cell raised an error when run in JupyterLab:\n{failures[0]}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from lab_tabs import LabTab, lab_tab
+from lab_tabs import LabTab, off_loopback, visit
 from widget_steps import choosing, controls_and_heatmap_render, typing
 
 WORDS_SOURCE = '''\
@@ -57,10 +57,10 @@ def write_notebook(path, *cells):
 
 
 @pytest.fixture(scope="module")
-def harness(browser, lab):
+def harness(shared_tab, lab):
     """The harness notebook written into the served folder, opened and run once: its widgets by name."""
     name = write_notebook(lab.root_dir / "harness.ipynb", WORDS_SOURCE, *WIDGETS.values())
-    with lab_tab(browser, lab, "harness") as tab:
+    with visit(shared_tab, "harness") as tab:
         notebook = tab.open(name)
         notebook.run_all()
         views = notebook.attention_widgets()
@@ -104,13 +104,13 @@ def test_a_widget_that_no_longer_redraws_is_caught(harness):
     assert [p.png for p in view.pictures()] == [p.png for p in picture]
 
 
-def test_a_request_beyond_this_machine_is_noticed(browser, tmp_path):
+def test_a_request_beyond_this_machine_is_noticed(browser):
     """The guard every tab ends with: a picture from another host (a CDN, say) is reported."""
-    tab = LabTab(browser.new_page(), server=None, artifacts=tmp_path)  # opens no notebook: needs no server
+    tab = LabTab(browser.new_page(), server=None)  # opens no notebook: needs no server
     try:
         with tab.page.expect_request("http://192.0.2.1/**"):  # TEST-NET-1: reserved, never routed
             tab.page.set_content('<img src="http://192.0.2.1/widget.png">', wait_until="domcontentloaded")
     finally:
         tab.page.close()
-    assert tab.off_loopback() == ["http://192.0.2.1/widget.png"]
+    assert off_loopback(tab.urls) == ["http://192.0.2.1/widget.png"]
 
