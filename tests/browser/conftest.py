@@ -9,6 +9,10 @@ widgets render from what the packages ship, with no CDN. Screenshots land in
 test-artifacts/browser/<test>/.
 
 Without Chromium (or Playwright) every test here is skipped, and the run says so at the end.
+
+    apt-get install chromium && .venv/bin/pip install -e '.[browser]'    # once (no browser download)
+    .venv/bin/python -m pytest tests/browser -rs                          # about 3 minutes
+    MINIGPT2_CHROMIUM=/path/to/chrome .venv/bin/python -m pytest tests/browser   # another Chromium
 """
 
 from __future__ import annotations

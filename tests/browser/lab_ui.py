@@ -59,7 +59,7 @@ class Notebook:
                 return
             self.page.click(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
 
-    def run_all(self, timeout_s: float = 150) -> None:
+    def run_all(self, timeout_s: float = 300) -> None:
         """Run > Run All Cells, then wait until no cell is queued or running.
         Fails with the notebook's first traceback, or names the cells that never ran."""
         self.wait_for_kernel_idle()
