@@ -95,7 +95,7 @@ def _top_p_variant(logits, p, *, drop_boundary=False, sort=True, descending=True
     return logits.masked_fill(drop, fill)
 
 
-@exercise("09.2", "Top-p (nucleus) filtering", points=3, name="top_p_filter")
+@exercise("09.2", "Top-p nucleus filtering", points=3, name="top_p_filter")
 def check_top_p_filter(top_p_filter_fn):
     boundary = torch.tensor([[0.15, 0.5, 0.05, 0.3], [0.3, 0.05, 0.15, 0.5]], dtype=torch.float64).log()
     cases = [(boundary, 0.6), (boundary, 0.9), (_randn(4, 20, seed=1), 0.5), (_randn(2, 3, 15, seed=2), 0.9),
