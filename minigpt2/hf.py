@@ -30,6 +30,7 @@ WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # large checkpoints split i
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 HUB_ORGANISATION = "openai-community"
+GPT2_EOT = 50256  # the id of <|endoftext|> in GPT-2's vocabulary
 
 
 class CheckpointError(ValueError):
@@ -154,8 +155,9 @@ def config_to_hf(config: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
         "initializer_range": 0.02,
         "scale_attn_weights": True,
         "tie_word_embeddings": True,
-        "bos_token_id": config.vocab_size - 1,  # <|endoftext|> is GPT-2's last token
-        "eos_token_id": config.vocab_size - 1,
+        # <|endoftext|>, when the vocabulary is GPT-2's (or nanoGPT's padded 50304); none for other tokenizers
+        "bos_token_id": GPT2_EOT if config.vocab_size > GPT2_EOT else None,
+        "eos_token_id": GPT2_EOT if config.vocab_size > GPT2_EOT else None,
         "torch_dtype": str(dtype).removeprefix("torch."),
     }
 

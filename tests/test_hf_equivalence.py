@@ -107,6 +107,7 @@ def test_saved_files_follow_the_huggingface_layout(saved):
     assert (config["n_positions"], config["n_layer"], config["n_head"], config["n_embd"]) == (
         model.config.block_size, model.config.n_layer, model.config.n_head, model.config.n_embd,
     )
+    assert config["eos_token_id"] is None  # not GPT-2's vocabulary, so no <|endoftext|> id
     tensors = load_file(directory / "model.safetensors")
     assert "lm_head.weight" not in tensors  # tied, as transformers saves it
     C = model.config.n_embd
