@@ -184,6 +184,7 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     train_model = distributed.wrap(train_model, info)
     flops_per_token = model_flops_per_token(model)
     peak, _ = peak_flops(device, dtype) if info.is_main else (float("nan"), "")
+    total_peak = peak * info.world_size  # every process has a device like this one
     tokens_per_step = config.tokens_per_step * info.world_size
 
     def meta() -> dict:
@@ -219,7 +220,9 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     while True:
         due = step % config.eval_interval == 0 or step == config.max_iters
         if info.is_main and due and not (history.val and history.val[-1]["step"] == step):  # not twice on resume
+            paused = time.perf_counter()
             evaluate_and_save()
+            interval_start += time.perf_counter() - paused  # tokens/s counts training time only
         if step >= stop:
             break
 
@@ -246,7 +249,7 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
                 elapsed = time.perf_counter() - interval_start
                 tokens_per_s = tokens_per_step * steps_in_interval / elapsed
                 row = {"step": step, "train_loss": loss_sum.item() / steps_in_interval,  # .item() waits for the GPU
-                       "lr": lr, "tokens_per_s": tokens_per_s, "mfu": tokens_per_s * flops_per_token / peak}
+                       "lr": lr, "tokens_per_s": tokens_per_s, "mfu": tokens_per_s * flops_per_token / total_peak}
                 history.train.append(row)
                 bar.set_postfix_str(status(history), refresh=False)
                 if callback:
@@ -255,7 +258,9 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
             steps_in_interval = 0
             interval_start = time.perf_counter()
         if info.is_main and config.checkpoint_interval and step % config.checkpoint_interval == 0:
+            paused = time.perf_counter()
             save()
+            interval_start += time.perf_counter() - paused
 
     bar.close()
     if info.is_main and saved.get("step") != step:
