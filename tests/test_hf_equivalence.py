@@ -182,6 +182,35 @@ def test_hub_name_offline_raises_clearly(monkeypatch):
         GPT.from_pretrained("gpt2")
 
 
+def test_hub_name_without_network_raises_clearly(monkeypatch):
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("no route to huggingface.co")
+
+    monkeypatch.delenv("MINIGPT2_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    with pytest.raises(CheckpointError, match=r"could not download 'gpt2-medium'.*ConnectionError.*local directory"):
+        GPT.from_pretrained("gpt2-medium")
+
+
+def test_hub_name_loads_what_the_hub_client_fetched(monkeypatch, saved):
+    import huggingface_hub
+
+    model, directory = saved
+    asked = []
+
+    def fake_download(repo_id, allow_patterns):
+        asked.append((repo_id, sorted(allow_patterns)))
+        return str(directory)
+
+    monkeypatch.delenv("MINIGPT2_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    loaded = GPT.from_pretrained("gpt2")
+    assert asked == [("openai-community/gpt2", ["config.json", "model.safetensors"])]
+    assert loaded.config == model.config
+
+
 def test_unknown_name_raises_clearly(tmp_path):
     with pytest.raises(CheckpointError, match="neither a directory nor a GPT-2 hub name"):
         GPT.from_pretrained(tmp_path / "nowhere")
