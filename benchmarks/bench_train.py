@@ -1,0 +1,203 @@
+"""Training speed against Hugging Face, and how far the CPU preset gets in five minutes.
+
+Two benchmarks:
+
+``throughput`` — training tokens per second of minigpt2's GPT and of Hugging Face's
+``GPT2LMHeadModel`` (sdpa attention) of the same shape, in one process, float32, with
+the same optimizer (AdamW, foreach, decay groups), the same clipping and the same
+batches. The two are timed in alternating rounds so that load from other programs
+hits both alike; the ratio reported is the median of the per-round ratios. MFU is
+against the matmul peak measured in the same run::
+
+    .venv/bin/python benchmarks/bench_train.py throughput            # both sizes
+    .venv/bin/python benchmarks/bench_train.py throughput --rounds 9 --steps 20
+
+``learn`` — the ``shakespeare-char`` preset from scratch, timed, with the validation
+loss at every evaluation (the loss curve)::
+
+    MINIGPT2_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_train.py learn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from minigpt2.model import GPT, GPTConfig
+from minigpt2.train.mfu import measure_matmul_flops, training_flops_per_token
+from minigpt2.train.optim import clip_grad_norm, make_optimizer
+
+SIZES = {
+    # name: (n_layer, n_head, n_embd, block_size, batch_size) — nanoGPT's two Shakespeare-char models
+    "small": (4, 4, 128, 64, 12),
+    "medium": (6, 6, 384, 256, 8),
+}
+VOCAB = 65  # Tiny Shakespeare's characters
+
+
+def hf_model(n_layer, n_head, n_embd, block_size):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=VOCAB, n_positions=block_size, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
+        bos_token_id=0, eos_token_id=0, attn_implementation="sdpa",
+    )
+    model = GPT2LMHeadModel(config)
+    assert model.config._attn_implementation == "sdpa"
+    return model
+
+
+def ours_model(n_layer, n_head, n_embd, block_size):
+    return GPT(GPTConfig(block_size=block_size, vocab_size=VOCAB, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=0.0))
+
+
+def step_fn(model, loss_of):
+    optimizer = make_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99))
+
+    def step(x, y):
+        loss = loss_of(model, x, y)
+        loss.backward()
+        clip_grad_norm(model, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def ours_loss(model, x, y):
+    return model(x, y)[1]
+
+
+def hf_loss(model, x, y):
+    return model(input_ids=x, labels=x).loss  # Hugging Face shifts the labels itself
+
+
+def time_steps(step, batches) -> float:
+    start = time.perf_counter()
+    for x, y in batches:
+        step(x, y)
+    return time.perf_counter() - start
+
+
+def throughput(size: str, rounds: int, steps: int) -> dict:
+    n_layer, n_head, n_embd, block_size, batch_size = SIZES[size]
+    torch.manual_seed(0)
+    ours = ours_model(n_layer, n_head, n_embd, block_size).train()
+    hf = hf_model(n_layer, n_head, n_embd, block_size).train()
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_hf = sum(p.numel() for p in hf.parameters())
+    assert n_ours == n_hf, f"the two models should have the same parameters: {n_ours} vs {n_hf}"
+    contenders = {"minigpt2": step_fn(ours, ours_loss), "huggingface": step_fn(hf, hf_loss)}
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(VOCAB, (batch_size, block_size), generator=g),) * 2 for _ in range(steps)]
+    for step in contenders.values():  # warm-up: allocator, kernels, optimizer state
+        time_steps(step, batches[:3])
+    peak = measure_matmul_flops("cpu", torch.float32, size=1024)
+
+    # Short rounds, alternating which goes first: a burst of load from other programs
+    # lands on both, and the median of the per-round ratios ignores the rounds it spoils.
+    tokens = steps * batch_size * block_size
+    rates = {name: [] for name in contenders}
+    for r in range(rounds):
+        order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+        for name in order:
+            rates[name].append(tokens / time_steps(contenders[name], batches))
+    ratios = [a / b for a, b in zip(rates["minigpt2"], rates["huggingface"])]
+    peak = max(peak, measure_matmul_flops("cpu", torch.float32, size=1024))  # the better of before and after
+    flops_per_token = training_flops_per_token(n_ours - ours.transformer.wpe.weight.numel(), n_layer, n_embd, block_size)
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    return {
+        "size": size,
+        "shape": dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, batch_size=batch_size),
+        "params": n_ours,
+        "tokens_per_s_best": {name: max(r) for name, r in rates.items()},
+        "tokens_per_s_median": median,
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+        "matmul_peak_flops": peak,
+        "mfu_median": {name: median[name] * flops_per_token / peak for name in median},
+    }
+
+
+def print_throughput(result: dict) -> None:
+    s = result["shape"]
+    print(
+        f"\n{result['size']}: {s['n_layer']} layers, {s['n_head']} heads, n_embd {s['n_embd']}, context {s['block_size']}, "
+        f"batch {s['batch_size']} ({result['params'] / 1e6:.2f}M parameters); "
+        f"measured float32 matmul peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s"
+    )
+    for name in ("minigpt2", "huggingface"):
+        print(
+            f"  {name:<12} median {result['tokens_per_s_median'][name]:>9,.0f} tok/s   best {result['tokens_per_s_best'][name]:>9,.0f} tok/s"
+            f"   MFU (median) {result['mfu_median'][name]:.1%}"
+        )
+    quartiles = statistics.quantiles(result["ratios"], n=4) if len(result["ratios"]) > 1 else result["ratios"] * 3
+    print(f"  minigpt2 / huggingface: {result['ratio_median']:.2f}x  (median of {len(result['ratios'])} alternating rounds; "
+          f"quartiles {quartiles[0]:.2f} to {quartiles[-1]:.2f})")
+
+
+def learn(max_minutes: float | None) -> dict:
+    from minigpt2.train import preset, train
+
+    config = preset("shakespeare-char", out_dir="checkpoints/bench-shakespeare-char", progress=False)
+    start = time.perf_counter()
+    curve = []
+
+    def on_row(kind, row, model):
+        if kind == "val":
+            elapsed = time.perf_counter() - start
+            curve.append({"step": row["step"], "seconds": round(elapsed, 1), "val_loss": round(row["val_loss"], 4)})
+            print(f"step {row['step']:>5}  {elapsed:6.0f} s  val loss {row['val_loss']:.4f}", flush=True)
+
+    result = train(config, callback=on_row)
+    seconds = time.perf_counter() - start
+    rates = [r["tokens_per_s"] for r in result.history.train]
+    summary = {
+        "preset": "shakespeare-char",
+        "steps": result.step,
+        "seconds": round(seconds, 1),
+        "final_val_loss": round(result.val_loss, 4),
+        "median_tokens_per_s": round(statistics.median(rates)),
+        "median_mfu": round(statistics.median(r["mfu"] for r in result.history.train), 4),
+        "curve": curve,
+    }
+    print(f"done: {result.step} steps in {seconds:.0f} s, val loss {result.val_loss:.4f}, "
+          f"median {summary['median_tokens_per_s']:,} tok/s, MFU {summary['median_mfu']:.1%}")
+    if max_minutes is not None and seconds > 60 * max_minutes:
+        print(f"note: the run took longer than {max_minutes:g} minutes on this machine as loaded now")
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("throughput", help="tokens/s against Hugging Face GPT2LMHeadModel")
+    t.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    t.add_argument("--rounds", type=int, default=30)
+    t.add_argument("--steps", type=int, default=3, help="training steps per timed round")
+    t.add_argument("--json", help="also write the results to this file")
+    lrn = sub.add_parser("learn", help="train the shakespeare-char preset and record its loss curve")
+    lrn.add_argument("--max-minutes", type=float, default=5.0)
+    lrn.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.what == "throughput":
+        results = []
+        for size in args.sizes:
+            results.append(throughput(size, args.rounds, args.steps))
+            print_throughput(results[-1])
+    else:
+        results = learn(args.max_minutes)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
