@@ -51,7 +51,9 @@ class AttentionExplorer(AttentionWidget):
 
     def _layout(self) -> widgets.Widget:
         controls = widgets.HBox([self.layer, self.head, self.view])
-        pictures = widgets.Box([self.image, self.bars], layout=widgets.Layout(flex_flow="row wrap"))
+        # flex-start: each picture keeps its own height (the default, stretch, squeezes the heatmap to the bars')
+        row = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
+        pictures = widgets.Box([self.image, self.bars], layout=row)
         return widgets.VBox([controls, self.token, self.text, self.message, pictures])
 
     # ------------------------------------------------------------------ the token selector

@@ -55,7 +55,8 @@ class AttentionWidget:
         self.text = widgets.Textarea(value=text, description="text", continuous_update=False, disabled=not editable,
                                      layout=widgets.Layout(width="95%"))
         self.message = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        # flex-start: shown at its own size, not stretched to the width of the column
+        self.image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
         self.current_weights: np.ndarray | None = None
         self.current_tokens: list[str] | None = None
         self.current_ids: list[int] | None = None

@@ -79,13 +79,7 @@ def test_the_widget_draws_and_follows_head_layer_and_text(harness, kind):
     typing(view, NEW_TEXT, NEW_TEXT.split(), picture, kind)
 
 
-@pytest.mark.parametrize("kind", [
-    "widget",
-    pytest.param("explorer", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "AttentionExplorer lays its heatmap and bar charts in a row Box whose default align-items: stretch "
-        "pulls the heatmap to the bars' height; minigpt2/viz/explorer.py: Layout(flex_flow='row wrap', "
-        "align_items='flex-start') on that Box fixes it"))),
-])
+@pytest.mark.parametrize("kind", ["widget", "explorer"])
 def test_the_pictures_are_shown_in_their_own_proportions(harness, kind):
     view = harness[kind]
     shown = view.images.evaluate_all(
