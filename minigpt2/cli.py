@@ -54,16 +54,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor()
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(argv: list[str]) -> int:
     from minigpt2.train import main
 
-    return main(args.rest)
+    return main(argv)
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
+def cmd_sample(argv: list[str]) -> int:
     from minigpt2.train import sample_main
 
-    return sample_main(args.rest)
+    return sample_main(argv)
+
+
+FORWARDED = {"train": cmd_train, "sample": cmd_sample}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,15 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check that this machine is ready for the course")
     doctor.set_defaults(run=cmd_doctor)
 
-    for name, run, what in (("train", cmd_train, "train a model (minigpt2 train --help)"),
-                            ("sample", cmd_sample, "sample from a checkpoint (minigpt2 sample --help)")):
-        p = sub.add_parser(name, help=what, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(run=run)
+    # Listed here for `minigpt2 --help`; main() hands their arguments to their own parsers.
+    sub.add_parser("train", help="train a model (minigpt2 train --help)")
+    sub.add_parser("sample", help="sample from a checkpoint (minigpt2 sample --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in FORWARDED:
+        # Everything after `train` / `sample` belongs to that command's own parser, options first
+        # included (argparse's REMAINDER would refuse a leading `--preset`).
+        return FORWARDED[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     return args.run(args)
 

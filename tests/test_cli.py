@@ -1,4 +1,4 @@
-"""The `minigpt2` command: doctor and the exercises generator."""
+"""The `minigpt2` command: doctor, the exercises generator, and train / sample reached through it."""
 
 import subprocess
 import sys
@@ -42,3 +42,26 @@ def test_exercises_writes_then_checks_then_reports_drift(root, tmp_path):
 def test_unknown_command_is_a_usage_error():
     done = run("fly")
     assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_train_and_sample_take_their_own_options_first():
+    """`minigpt2 train --preset …` hands every argument after the command to the training parser."""
+    listed = run("train", "--list-presets")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("shakespeare-char:") and "shakespeare-gpt2:" in listed.stdout
+    for command in ("train", "sample"):
+        helped = run(command, "--help")
+        assert helped.returncode == 0, helped.stderr
+        assert helped.stdout.startswith(f"usage: minigpt2 {command}") and "--preset" in helped.stdout
+
+
+def test_a_bad_training_argument_is_one_line_through_the_command():
+    done = run("train", "--preset", "nope")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "minigpt2 train: error: unknown preset 'nope'; the presets are: shakespeare-char, shakespeare-gpt2"]
+
+
+def test_the_command_lists_train_and_sample():
+    done = run("--help")
+    assert done.returncode == 0 and "train" in done.stdout and "sample" in done.stdout
