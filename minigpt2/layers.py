@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt2.attention import CausalSelfAttention
+from minigpt2.linear import Linear
 
 _GELU_A = 2 * math.sqrt(2 / math.pi)  # 2u = A·x + B·x³
 _GELU_B = _GELU_A * 0.044715
@@ -71,9 +72,9 @@ class MLP(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = GELU()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
