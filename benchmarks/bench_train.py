@@ -11,6 +11,7 @@ against the matmul peak measured in the same run::
 
     .venv/bin/python benchmarks/bench_train.py throughput            # both sizes
     .venv/bin/python benchmarks/bench_train.py throughput --rounds 9 --steps 20
+    .venv/bin/python benchmarks/bench_train.py throughput --sizes small --compile   # both torch.compile'd
 
 ``learn`` — the ``shakespeare-char`` preset from scratch, timed, with the validation
 loss at every evaluation (the loss curve)::
@@ -84,7 +85,7 @@ def time_steps(step, batches) -> float:
     return time.perf_counter() - start
 
 
-def throughput(size: str, rounds: int, steps: int) -> dict:
+def throughput(size: str, rounds: int, steps: int, compile: bool = False) -> dict:
     n_layer, n_head, n_embd, block_size, batch_size = SIZES[size]
     torch.manual_seed(0)
     ours = ours_model(n_layer, n_head, n_embd, block_size).train()
@@ -92,7 +93,8 @@ def throughput(size: str, rounds: int, steps: int) -> dict:
     n_ours = sum(p.numel() for p in ours.parameters())
     n_hf = sum(p.numel() for p in hf.parameters())
     assert n_ours == n_hf, f"the two models should have the same parameters: {n_ours} vs {n_hf}"
-    contenders = {"minigpt2": step_fn(ours, ours_loss), "huggingface": step_fn(hf, hf_loss)}
+    run_ours, run_hf = (torch.compile(ours), torch.compile(hf)) if compile else (ours, hf)
+    contenders = {"minigpt2": step_fn(run_ours, ours_loss), "huggingface": step_fn(run_hf, hf_loss)}
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randint(VOCAB, (batch_size, block_size), generator=g),) * 2 for _ in range(steps)]
     for step in contenders.values():  # warm-up: allocator, kernels, optimizer state
@@ -113,6 +115,7 @@ def throughput(size: str, rounds: int, steps: int) -> dict:
     median = {name: statistics.median(r) for name, r in rates.items()}
     return {
         "size": size,
+        "compiled": compile,
         "shape": dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, batch_size=batch_size),
         "params": n_ours,
         "tokens_per_s_best": {name: max(r) for name, r in rates.items()},
@@ -127,7 +130,7 @@ def throughput(size: str, rounds: int, steps: int) -> dict:
 def print_throughput(result: dict) -> None:
     s = result["shape"]
     print(
-        f"\n{result['size']}: {s['n_layer']} layers, {s['n_head']} heads, n_embd {s['n_embd']}, context {s['block_size']}, "
+        f"\n{result['size']}{' (both compiled)' if result['compiled'] else ''}: {s['n_layer']} layers, {s['n_head']} heads, n_embd {s['n_embd']}, context {s['block_size']}, "
         f"batch {s['batch_size']} ({result['params'] / 1e6:.2f}M parameters); "
         f"measured float32 matmul peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s"
     )
@@ -180,6 +183,7 @@ def main() -> None:
     t.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     t.add_argument("--rounds", type=int, default=30)
     t.add_argument("--steps", type=int, default=3, help="training steps per timed round")
+    t.add_argument("--compile", action="store_true", help="torch.compile both models first (the warm-up compiles)")
     t.add_argument("--json", help="also write the results to this file")
     lrn = sub.add_parser("learn", help="train the shakespeare-char preset and record its loss curve")
     lrn.add_argument("--max-minutes", type=float, default=5.0)
@@ -190,7 +194,7 @@ def main() -> None:
     if args.what == "throughput":
         results = []
         for size in args.sizes:
-            results.append(throughput(size, args.rounds, args.steps))
+            results.append(throughput(size, args.rounds, args.steps, args.compile))
             print_throughput(results[-1])
     else:
         results = learn(args.max_minutes)
