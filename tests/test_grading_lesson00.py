@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
+from minigpt2.grading.core import grade_namespace
+
+from grading_checks import assert_mutant_fails_with_its_hint, assert_mutant_loses_exactly_its_points
 
 
 def solution_namespace():
@@ -38,15 +40,9 @@ def test_solutions_pass():
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
-    result = run_exercise(get_exercise(exercise_id), mutant)
-    assert result.status == "failed" and result.earned == 0
-    assert hint in result.message
+    assert_mutant_fails_with_its_hint(exercise_id, mutant, hint)
 
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
-    namespace = solution_namespace()
-    namespace[get_exercise(exercise_id).name] = mutant
-    results = grade_namespace("00", namespace)
-    total = sum(ex.points for ex in exercises_for("00"))
-    assert sum(r.earned for r in results) == total - get_exercise(exercise_id).points
+    assert_mutant_loses_exactly_its_points(solution_namespace(), exercise_id, mutant)

@@ -3,11 +3,16 @@ mutant (a typical wrong answer) fails with the hint that names its mistake."""
 
 import pytest
 
-from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
-from minigpt2.grading.grader import grade_notebook
+from minigpt2.grading.core import grade_namespace
 from minigpt2.tokenizer import recover_merges as package_recover_merges
 from minigpt2.tokenizer.gpt2 import bpe_with_ranks
 from minigpt2.tokenizer.simple import merge_pair, pair_counts, train_simple
+
+from grading_checks import (
+    assert_mutant_fails_with_its_hint,
+    assert_mutant_loses_exactly_its_points,
+    assert_solutions_full_marks_exercises_zero,
+)
 
 # ---------------------------------------------------------------- right answers
 
@@ -174,23 +179,13 @@ def test_solutions_pass():
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
-    result = run_exercise(get_exercise(exercise_id), mutant)
-    assert result.status == "failed" and result.earned == 0
-    assert hint in result.message, result.message
+    assert_mutant_fails_with_its_hint(exercise_id, mutant, hint)
 
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS[::3])
 def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
-    namespace = solution_namespace()
-    namespace[get_exercise(exercise_id).name] = mutant
-    results = grade_namespace("01", namespace)
-    total = sum(ex.points for ex in exercises_for("01"))
-    assert sum(r.earned for r in results) == total - get_exercise(exercise_id).points
+    assert_mutant_loses_exactly_its_points(solution_namespace(), exercise_id, mutant)
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    solved = grade_notebook(root / "solutions" / "01_bpe_tokenizer.ipynb")
-    assert solved.score == solved.max_score == 10, solved.notes
-    untouched = grade_notebook(root / "exercises" / "01_bpe_tokenizer.ipynb")
-    assert untouched.score == 0
-    assert [r.status for r in untouched.results] == ["not attempted"] * 6
+    assert_solutions_full_marks_exercises_zero(root, "01_bpe_tokenizer.ipynb", points=10, exercises=6)

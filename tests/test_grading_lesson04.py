@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from minigpt2.attention import causal_mask, merge_heads, scaled_dot_product_attention, split_heads
-from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
-from minigpt2.grading.grader import grade_notebook
+from minigpt2.grading.core import grade_namespace
+
+from grading_checks import (
+    assert_mutant_fails_with_its_hint,
+    assert_mutant_loses_exactly_its_points,
+    assert_solutions_full_marks_exercises_zero,
+)
 
 
 def count(n_embd, n_head, bias=True):
@@ -79,25 +84,16 @@ def test_solutions_pass():
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
-    result = run_exercise(get_exercise(exercise_id), mutant)
-    assert result.status == "failed" and result.earned == 0
-    assert hint in result.message, result.message
+    assert_mutant_fails_with_its_hint(exercise_id, mutant, hint)
 
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
-    namespace = solution_namespace()
-    namespace[get_exercise(exercise_id).name] = mutant
-    total = sum(ex.points for ex in exercises_for("04"))
-    assert sum(r.earned for r in grade_namespace("04", namespace)) == total - get_exercise(exercise_id).points
+    assert_mutant_loses_exactly_its_points(solution_namespace(), exercise_id, mutant)
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    solved = grade_notebook(root / "solutions" / "04_multi_head_attention.ipynb")
-    assert solved.score == solved.max_score == 8, solved.notes
-    untouched = grade_notebook(root / "exercises" / "04_multi_head_attention.ipynb")
-    assert untouched.score == 0
-    assert [r.status for r in untouched.results] == ["not attempted"] * 4
+    assert_solutions_full_marks_exercises_zero(root, "04_multi_head_attention.ipynb", points=8, exercises=4)
 
 
 def test_wrong_split_orders_really_differ_from_the_right_one():

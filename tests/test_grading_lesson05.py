@@ -6,8 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
-from minigpt2.grading.grader import grade_notebook
+from minigpt2.grading.core import grade_namespace
+
+from grading_checks import (
+    assert_mutant_fails_with_its_hint,
+    assert_mutant_loses_exactly_its_points,
+    assert_solutions_full_marks_exercises_zero,
+)
 
 
 def gelu(x, outer=0.5, power=3, scale=math.sqrt(2 / math.pi)):
@@ -64,22 +69,13 @@ def test_solutions_pass():
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
-    result = run_exercise(get_exercise(exercise_id), mutant)
-    assert result.status == "failed" and result.earned == 0
-    assert hint in result.message, result.message
+    assert_mutant_fails_with_its_hint(exercise_id, mutant, hint)
 
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS[::2])
 def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
-    namespace = solution_namespace()
-    namespace[get_exercise(exercise_id).name] = mutant
-    total = sum(ex.points for ex in exercises_for("05"))
-    assert sum(r.earned for r in grade_namespace("05", namespace)) == total - get_exercise(exercise_id).points
+    assert_mutant_loses_exactly_its_points(solution_namespace(), exercise_id, mutant)
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    solved = grade_notebook(root / "solutions" / "05_feed_forward.ipynb")
-    assert solved.score == solved.max_score == 5, solved.notes
-    untouched = grade_notebook(root / "exercises" / "05_feed_forward.ipynb")
-    assert untouched.score == 0
-    assert [r.status for r in untouched.results] == ["not attempted"] * 3
+    assert_solutions_full_marks_exercises_zero(root, "05_feed_forward.ipynb", points=5, exercises=3)

@@ -6,11 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
-from minigpt2.grading.grader import grade_notebook
+from minigpt2.grading.core import grade_namespace
 from minigpt2.grading.lesson07 import PARAM_CONFIGS, reference_param_count
 from minigpt2.hf import from_hf_state_dict
 from minigpt2.model import GPT, GPTConfig
+
+from grading_checks import (
+    assert_mutant_fails_with_its_hint,
+    assert_mutant_loses_exactly_its_points,
+    assert_solutions_full_marks_exercises_zero,
+)
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -129,22 +134,13 @@ def test_init_solution_matches_the_package_init_statistically():
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
-    result = run_exercise(get_exercise(exercise_id), mutant)
-    assert result.status == "failed" and result.earned == 0
-    assert hint in result.message, result.message
+    assert_mutant_fails_with_its_hint(exercise_id, mutant, hint)
 
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS[::3])
 def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
-    namespace = solution_namespace()
-    namespace[get_exercise(exercise_id).name] = mutant
-    total = sum(ex.points for ex in exercises_for("07"))
-    assert sum(r.earned for r in grade_namespace("07", namespace)) == total - get_exercise(exercise_id).points
+    assert_mutant_loses_exactly_its_points(solution_namespace(), exercise_id, mutant)
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    solved = grade_notebook(root / "solutions" / "07_gpt2_model.ipynb")
-    assert solved.score == solved.max_score == 11, solved.notes
-    untouched = grade_notebook(root / "exercises" / "07_gpt2_model.ipynb")
-    assert untouched.score == 0
-    assert [r.status for r in untouched.results] == ["not attempted"] * 4
+    assert_solutions_full_marks_exercises_zero(root, "07_gpt2_model.ipynb", points=11, exercises=4)

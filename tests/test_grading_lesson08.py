@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
+from minigpt2.grading.core import get_exercise, grade_namespace, run_exercise
+
+from grading_checks import (
+    assert_mutant_fails_with_its_hint,
+    assert_mutant_loses_exactly_its_points,
+    assert_solutions_full_marks_exercises_zero,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,18 +205,12 @@ def test_the_package_functions_pass_too():
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
-    result = run_exercise(get_exercise(exercise_id), mutant)
-    assert result.status == "failed" and result.earned == 0
-    assert hint in result.message, result.message
+    assert_mutant_fails_with_its_hint(exercise_id, mutant, hint)
 
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS[::3])
 def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
-    namespace = solution_namespace()
-    namespace[get_exercise(exercise_id).name] = mutant
-    results = grade_namespace("08", namespace)
-    total = sum(ex.points for ex in exercises_for("08"))
-    assert sum(r.earned for r in results) == total - get_exercise(exercise_id).points
+    assert_mutant_loses_exactly_its_points(solution_namespace(), exercise_id, mutant)
 
 
 def test_stubs_are_not_attempted():
@@ -230,9 +230,4 @@ def test_a_learner_error_is_reported_with_its_line():
 
 @pytest.mark.slow
 def test_grader_full_marks_on_solutions_and_zero_on_exercises():
-    from minigpt2.grading.grader import grade_notebook
-
-    solved = grade_notebook(ROOT / "solutions" / "08_training.ipynb")
-    assert solved.score == solved.max_score == 8, solved.to_dict()
-    untouched = grade_notebook(ROOT / "exercises" / "08_training.ipynb")
-    assert untouched.score == 0 and all(r.status == "not attempted" for r in untouched.results), untouched.to_dict()
+    assert_solutions_full_marks_exercises_zero(ROOT, "08_training.ipynb", points=8, exercises=4)

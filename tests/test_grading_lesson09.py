@@ -6,9 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
-from minigpt2.grading.grader import grade_notebook
+from minigpt2.grading.core import get_exercise, grade_namespace, run_exercise
 from minigpt2.sampling import top_k_filter, top_p_filter
+
+from grading_checks import (
+    assert_mutant_fails_with_its_hint,
+    assert_mutant_loses_exactly_its_points,
+    assert_solutions_full_marks_exercises_zero,
+)
 
 NEG_INF = float("-inf")
 
@@ -93,17 +98,12 @@ def test_solutions_pass():
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
-    result = run_exercise(get_exercise(exercise_id), mutant)
-    assert result.status == "failed" and result.earned == 0
-    assert hint in result.message, result.message
+    assert_mutant_fails_with_its_hint(exercise_id, mutant, hint)
 
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
-    namespace = solution_namespace()
-    namespace[get_exercise(exercise_id).name] = mutant
-    total = sum(ex.points for ex in exercises_for("09"))
-    assert sum(r.earned for r in grade_namespace("09", namespace)) == total - get_exercise(exercise_id).points
+    assert_mutant_loses_exactly_its_points(solution_namespace(), exercise_id, mutant)
 
 
 def test_a_wrong_answer_with_no_known_mistake_still_gets_a_clear_message():
@@ -114,8 +114,4 @@ def test_a_wrong_answer_with_no_known_mistake_still_gets_a_clear_message():
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    solved = grade_notebook(root / "solutions" / "09_sampling.ipynb")
-    assert solved.score == solved.max_score == 10, solved.notes
-    untouched = grade_notebook(root / "exercises" / "09_sampling.ipynb")
-    assert untouched.score == 0
-    assert [r.status for r in untouched.results] == ["not attempted"] * 4
+    assert_solutions_full_marks_exercises_zero(root, "09_sampling.ipynb", points=10, exercises=4)

@@ -5,10 +5,15 @@ import math
 import pytest
 import torch
 
-from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, run_exercise
-from minigpt2.grading.grader import grade_notebook
+from minigpt2.grading.core import grade_namespace
 from minigpt2.grading.lesson10 import planted, random_causal
 from minigpt2.viz import attention_entropy, head_scores
+
+from grading_checks import (
+    assert_mutant_fails_with_its_hint,
+    assert_mutant_loses_exactly_its_points,
+    assert_solutions_full_marks_exercises_zero,
+)
 
 
 def head_entropy(weights, base=math.e, keep_nan=False, drop_first_row=False, over=-1):
@@ -121,17 +126,12 @@ def test_solutions_agree_with_the_package():
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_fails_with_its_hint(exercise_id, mutant, hint):
-    result = run_exercise(get_exercise(exercise_id), mutant)
-    assert result.status == "failed" and result.earned == 0
-    assert hint in result.message, result.message
+    assert_mutant_fails_with_its_hint(exercise_id, mutant, hint)
 
 
 @pytest.mark.parametrize("exercise_id, mutant, hint", MUTANTS)
 def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
-    namespace = solution_namespace()
-    namespace[get_exercise(exercise_id).name] = mutant
-    total = sum(ex.points for ex in exercises_for("10"))
-    assert sum(r.earned for r in grade_namespace("10", namespace)) == total - get_exercise(exercise_id).points
+    assert_mutant_loses_exactly_its_points(solution_namespace(), exercise_id, mutant)
 
 
 def test_planted_heads_do_what_they_say():
@@ -143,8 +143,4 @@ def test_planted_heads_do_what_they_say():
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    solved = grade_notebook(root / "solutions" / "10_attention_explorer.ipynb")
-    assert solved.score == solved.max_score == 10, solved.notes
-    untouched = grade_notebook(root / "exercises" / "10_attention_explorer.ipynb")
-    assert untouched.score == 0
-    assert [r.status for r in untouched.results] == ["not attempted"] * 4
+    assert_solutions_full_marks_exercises_zero(root, "10_attention_explorer.ipynb", points=10, exercises=4)
