@@ -4,6 +4,7 @@ one optimizer step with gradient accumulation and clipping, and MFU."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
@@ -188,50 +189,20 @@ def check_decay_groups(decay_groups):
 # --------------------------------------------------------------------------- 08.3
 
 
-def _reference_train_step(model, optimizer, micro_batches, grad_clip):
+def _train_step(model, optimizer, micro_batches, grad_clip, *, divide=True, clip_before_step=True, zero_grad=True):
+    """The reference step; each keyword set to False makes it one of the common mistakes."""
     total = 0.0
     for x, y in micro_batches:
         _, loss = model(x, y)
-        (loss / len(micro_batches)).backward()
+        (loss / len(micro_batches) if divide else loss).backward()
         total += loss.item()
-    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if clip_before_step:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total / len(micro_batches)
-
-
-def _no_division(model, optimizer, micro_batches, grad_clip):
-    total = 0.0
-    for x, y in micro_batches:
-        _, loss = model(x, y)
-        loss.backward()
-        total += loss.item()
-    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total / len(micro_batches)
-
-
-def _clip_after_step(model, optimizer, micro_batches, grad_clip):
-    total = 0.0
-    for x, y in micro_batches:
-        _, loss = model(x, y)
-        (loss / len(micro_batches)).backward()
-        total += loss.item()
-    optimizer.step()
-    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.zero_grad(set_to_none=True)
-    return total / len(micro_batches)
-
-
-def _no_zero_grad(model, optimizer, micro_batches, grad_clip):
-    total = 0.0
-    for x, y in micro_batches:
-        _, loss = model(x, y)
-        (loss / len(micro_batches)).backward()
-        total += loss.item()
-    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    if not clip_before_step:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if zero_grad:
+        optimizer.zero_grad(set_to_none=True)
     return total / len(micro_batches)
 
 
@@ -255,15 +226,15 @@ def _step_twice(step_fn, grad_clip, n_micro, learner=False):
 
 
 def _step_mistakes(grad_clip, n_micro) -> list[Mistake]:
-    mistakes = [Mistake(_step_twice(_no_zero_grad, grad_clip, n_micro)[0],
+    mistakes = [Mistake(_step_twice(partial(_train_step, zero_grad=False), grad_clip, n_micro)[0],
                         "the second step carries the first step's gradients: clear them after the update "
                         "(optimizer.zero_grad()), since backward() adds to .grad.")]
     if n_micro > 1:
-        mistakes.append(Mistake(_step_twice(_no_division, grad_clip, n_micro)[0],
+        mistakes.append(Mistake(_step_twice(partial(_train_step, divide=False), grad_clip, n_micro)[0],
                                 "the gradient is the SUM over the micro-batches, not their mean: divide each "
                                 "micro-batch's loss by the number of micro-batches before backward()."))
     if grad_clip < 1:
-        mistakes.append(Mistake(_step_twice(_clip_after_step, grad_clip, n_micro)[0],
+        mistakes.append(Mistake(_step_twice(partial(_train_step, clip_before_step=False), grad_clip, n_micro)[0],
                                 "clipping after optimizer.step() is too late: the update has been made. "
                                 "Clip between the last backward() and optimizer.step()."))
     return mistakes
@@ -273,7 +244,7 @@ def _step_mistakes(grad_clip, n_micro) -> list[Mistake]:
 def check_train_step(train_step):
     for grad_clip, n_micro in ((1e9, 3), (0.05, 2), (1e9, 1)):
         weights, losses = _step_twice(train_step, grad_clip, n_micro, learner=True)
-        expected, expected_losses = _step_twice(_reference_train_step, grad_clip, n_micro)
+        expected, expected_losses = _step_twice(_train_step, grad_clip, n_micro)
         where = f"with {n_micro} micro-batch{'es' if n_micro > 1 else ''} and grad_clip={grad_clip:g}"
         what = f"the weights after two steps {where}"
         try:
