@@ -1,0 +1,139 @@
+"""The small measurements behind the package's choices of kernel, each against PyTorch's own.
+
+    .venv/bin/python benchmarks/bench_kernels.py
+
+* GELU: ``F.gelu(approximate="tanh")`` (what ``minigpt2.layers.gelu`` runs) against the formula
+  written out, the same function as ``x·sigmoid(2u)``, and the exact (erf) GELU; forward and
+  backward on the small training shape's MLP activations, on 2 threads and on 1.
+* Training products: ``nn.Linear``'s (out, in) weight against Hugging Face's Conv1D (in, out),
+  forward and backward, at the two training benchmark shapes.
+* One row (generation at batch 1): ``F.linear`` against a product from a contiguous (in, out)
+  copy (:mod:`minigpt2.linear`), for GPT-2 small's layers and LM head, in GB/s of weights read.
+* Attention: PyTorch's flash-attention-for-CPU backend against its math backend.
+
+Every figure is the median of ``--repeats`` timed calls after a warm-up. Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from minigpt2.layers import gelu
+
+
+def median_ms(fn, repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def gelu_written_out(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
+def gelu_as_sigmoid(x):
+    return x * torch.sigmoid(2 * math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3)))  # ½(1 + tanh u) = sigmoid(2u)
+
+
+def bench_gelu(repeats: int) -> None:
+    x0 = torch.randn(12, 64, 512)  # (B, T, 4 · n_embd) of the small training shape
+    forms = {
+        'F.gelu(approximate="tanh") = minigpt2.layers.gelu': gelu,
+        "the formula written out": gelu_written_out,
+        "x·sigmoid(2u), the same function": gelu_as_sigmoid,
+        "F.gelu (exact erf; not GPT-2's)": F.gelu,
+    }
+    reference = F.gelu(x0.double(), approximate="tanh")
+    print("\n### GELU, forward + backward on (12, 64, 512) float32\n")
+    print("| form | 2 threads | 1 thread | largest difference from the tanh GELU (float32) |")
+    print("|---|---|---|---|")
+    threads = torch.get_num_threads()
+    for name, form in forms.items():
+        x = x0.clone().requires_grad_()
+        row = []
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            row.append(median_ms(lambda: form(x).backward(x0), repeats))
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            diff = (form(x0).double() - reference).abs().max().item()
+        print(f"| {name} | {row[0]:.2f} ms | {row[1]:.2f} ms | {diff:.1e} |")
+
+
+def bench_training_layouts(repeats: int) -> None:
+    print("\n### A layer's product, forward + backward: nn.Linear (out, in) against Conv1D (in, out)\n")
+    print("| rows × in → out | nn.Linear | Conv1D | Linear / Conv1D |")
+    print("|---|---|---|---|")
+    shapes = [(768, 128, 384), (768, 128, 512), (768, 512, 128), (768, 128, 128),
+              (2048, 384, 1152), (2048, 384, 1536), (2048, 1536, 384)]
+    for rows, n_in, n_out in shapes:
+        x = torch.randn(rows, n_in, requires_grad=True)
+        w_linear = torch.randn(n_out, n_in, requires_grad=True)
+        w_conv1d = torch.randn(n_in, n_out, requires_grad=True)
+        b = torch.randn(n_out, requires_grad=True)
+        g = torch.randn(rows, n_out)
+        linear = median_ms(lambda: F.linear(x, w_linear, b).backward(g), repeats)
+        conv1d = median_ms(lambda: torch.addmm(b, x, w_conv1d).backward(g), repeats)
+        print(f"| {rows} × {n_in} → {n_out} | {linear:.2f} ms | {conv1d:.2f} ms | {linear / conv1d:.2f}× |")
+
+
+@torch.inference_mode()
+def bench_one_row(repeats: int) -> None:
+    print("\n### One row through GPT-2 small's weights (generation, batch 1)\n")
+    print("| layer (out × in) | F.linear | (in, out) copy | speed-up | GB/s, F.linear → copy |")
+    print("|---|---|---|---|---|")
+    for name, n_out, n_in in (("c_attn", 2304, 768), ("attn c_proj", 768, 768), ("c_fc", 3072, 768),
+                              ("mlp c_proj", 768, 3072), ("LM head", 50257, 768)):
+        w = torch.randn(n_out, n_in)
+        w_t = w.t().contiguous()  # (in, out)
+        x = torch.randn(1, n_in)
+        n = repeats if n_out < 10_000 else max(repeats // 5, 5)
+        linear = median_ms(lambda: F.linear(x, w), n)
+        copy = median_ms(lambda: x @ w_t, n)
+        gb = w.numel() * 4 / 1e9
+        print(f"| {name} ({n_out} × {n_in}) | {linear:.3f} ms | {copy:.3f} ms | {linear / copy:.2f}× | "
+              f"{gb / linear * 1e3:.1f} → {gb / copy * 1e3:.1f} |")
+
+
+def bench_attention_backends(repeats: int) -> None:
+    print("\n### Causal attention, forward + backward: flash (for CPU) against math backend\n")
+    print("| (B, heads, T, head_dim) | flash | math | math / flash |")
+    print("|---|---|---|---|")
+    for shape in ((12, 4, 64, 32), (8, 6, 256, 64)):
+        q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
+
+        def run(backend):
+            with sdpa_kernel(backend):
+                F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+
+        flash = median_ms(lambda: run(SDPBackend.FLASH_ATTENTION), repeats)
+        math_ = median_ms(lambda: run(SDPBackend.MATH), repeats)
+        print(f"| {shape} | {flash:.2f} ms | {math_:.2f} ms | {math_ / flash:.2f}× |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    bench_gelu(args.repeats)
+    bench_training_layouts(args.repeats // 2)
+    bench_one_row(args.repeats)
+    bench_attention_backends(args.repeats // 2)
+
+
+if __name__ == "__main__":
+    main()
