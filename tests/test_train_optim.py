@@ -34,11 +34,13 @@ def test_negative_weight_decay_is_refused():
         param_groups(tiny_gpt(), -0.1)
 
 
-def test_optimizer_step_equals_torch_adamw_reference():
-    """The foreach AdamW over our groups takes the same step as torch's for-loop AdamW."""
+@pytest.mark.parametrize("device_type, kernel", [("cpu", "fused"), ("mps", "foreach")])
+def test_optimizer_step_equals_torch_adamw_reference(device_type, kernel):
+    """The fused (CPU, CUDA) or foreach (elsewhere) AdamW over our groups takes the same step
+    as torch's for-loop AdamW. The steps run on the CPU; device_type only picks the kernel."""
     ours, ref_model = tiny_gpt(), tiny_gpt()
-    opt = make_optimizer(ours, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95))
-    assert all(g["foreach"] for g in opt.param_groups)
+    opt = make_optimizer(ours, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95), device_type=device_type)
+    assert all(g[kernel] for g in opt.param_groups)
     decay = [p for p in ref_model.parameters() if p.dim() >= 2]
     rest = [p for p in ref_model.parameters() if p.dim() < 2]
     ref = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
