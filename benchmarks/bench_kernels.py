@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/bench_kernels.py
 
-* GELU: ``F.gelu(approximate="tanh")`` (what ``minigpt2.layers.gelu`` runs) against the formula
-  written out, the same function as ``x·sigmoid(2u)``, and the exact (erf) GELU; forward and
-  backward on the small training shape's MLP activations, on 2 threads and on 1.
+* GELU: ``minigpt2.layers.gelu`` (the native kernel of :mod:`minigpt2.native` on a CPU) against
+  PyTorch's ``F.gelu(approximate="tanh")``, the formula written out, the same function as
+  ``x·sigmoid(2u)``, and the exact (erf) GELU; forward and backward on the small training shape's
+  MLP activations, on 2 threads and on 1; then a whole forward + backward of the small training
+  model with each of the first two.
 * Training products: ``nn.Linear``'s (out, in) weight against Hugging Face's Conv1D (in, out),
   forward and backward, at the two training benchmark shapes.
 * One row (generation at batch 1): ``F.linear`` against a product from a contiguous (in, out)
@@ -25,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+import minigpt2.layers
 from minigpt2.layers import gelu
+from minigpt2.model import GPT, GPTConfig
+from minigpt2.native import status as native_status
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -50,13 +55,15 @@ def gelu_as_sigmoid(x):
 def bench_gelu(repeats: int) -> None:
     x0 = torch.randn(12, 64, 512)  # (B, T, 4 · n_embd) of the small training shape
     forms = {
-        'F.gelu(approximate="tanh") = minigpt2.layers.gelu': gelu,
+        "minigpt2.layers.gelu (native kernel)": gelu,
+        'F.gelu(approximate="tanh")': lambda x: F.gelu(x, approximate="tanh"),
         "the formula written out": gelu_written_out,
         "x·sigmoid(2u), the same function": gelu_as_sigmoid,
         "F.gelu (exact erf; not GPT-2's)": F.gelu,
     }
     reference = F.gelu(x0.double(), approximate="tanh")
     print("\n### GELU, forward + backward on (12, 64, 512) float32\n")
+    print(f"native kernel: {native_status()}\n")
     print("| form | 2 threads | 1 thread | largest difference from the tanh GELU (float32) |")
     print("|---|---|---|---|")
     threads = torch.get_num_threads()
@@ -70,6 +77,38 @@ def bench_gelu(repeats: int) -> None:
         with torch.no_grad():
             diff = (form(x0).double() - reference).abs().max().item()
         print(f"| {name} | {row[0]:.2f} ms | {row[1]:.2f} ms | {diff:.1e} |")
+
+
+def bench_gelu_in_training_step(repeats: int) -> None:
+    """Forward + backward of the small training model (4 layers × 128, batch 12 × 64 characters),
+    with its GELU by the native kernel and by F.gelu, alternating, 5 passes a sample."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=65, n_layer=4, n_head=4, n_embd=128, dropout=0.0)).train()
+    idx = torch.randint(65, (12, 64))
+    native = minigpt2.layers.native_gelu
+    kernels = {"native kernel": native, 'F.gelu(approximate="tanh")': lambda x: None}  # None: layers.gelu falls back
+
+    def passes():
+        for _ in range(5):
+            model(idx, idx)[1].backward()
+            model.zero_grad(set_to_none=True)
+
+    times = {name: [] for name in kernels}
+    try:
+        for _ in range(repeats):
+            for name, kernel in kernels.items():
+                minigpt2.layers.native_gelu = kernel
+                start = time.perf_counter()
+                passes()
+                times[name].append((time.perf_counter() - start) / 5 * 1e3)
+    finally:
+        minigpt2.layers.native_gelu = native
+    native_ms, torch_ms = (statistics.median(t) for t in times.values())
+    ratios = [b / a for a, b in zip(*times.values())]
+    print("\n### The small training model, forward + backward, by its GELU\n")
+    print("| GELU | ms per pass (median) |\n|---|---|")
+    print(f"| native kernel | {native_ms:.2f} |\n| F.gelu(approximate=\"tanh\") | {torch_ms:.2f} |")
+    print(f"\nF.gelu / native: {statistics.median(ratios):.3f}× (median of {repeats} alternating samples)")
 
 
 def bench_training_layouts(repeats: int) -> None:
@@ -130,6 +169,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     bench_gelu(args.repeats)
+    bench_gelu_in_training_step(args.repeats // 2)
     bench_training_layouts(args.repeats // 2)
     bench_one_row(args.repeats)
     bench_attention_backends(args.repeats // 2)

@@ -88,8 +88,17 @@ def _packages() -> Finding:
     return Finding(True, "Packages", "tiktoken, safetensors, nbclient, nbformat, tqdm")
 
 
+def _native() -> Finding:
+    """Optional: without the native kernels PyTorch's are used, a little slower on a CPU."""
+    try:
+        from minigpt2 import native
+    except ImportError as e:  # torch missing: reported above
+        return Finding(True, "Native kernels", f"not checked ({e})")
+    return Finding(True, "Native kernels", native.status())
+
+
 def diagnose() -> list[Finding]:
-    return [_python(), *_torch(), *_data(), _widgets(), _packages()]
+    return [_python(), *_torch(), *_data(), _widgets(), _packages(), _native()]
 
 
 def run_doctor() -> int:

@@ -1,0 +1,139 @@
+"""minigpt2.native: the C GELU kernel against PyTorch's, and the fall-back when it cannot be built."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minigpt2 import native
+from minigpt2.layers import gelu
+from minigpt2.native.gelu import native_gelu
+
+HAS_COMPILER = bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc"))
+TURNED_OFF = os.environ.get("MINIGPT2_NATIVE") == "0"
+needs_kernel = pytest.mark.skipif(native.library() is None, reason=f"native kernel: {native.status()}")
+
+
+@pytest.mark.skipif(not HAS_COMPILER or TURNED_OFF, reason="no C compiler on this machine, or MINIGPT2_NATIVE=0")
+def test_the_kernel_is_built_where_there_is_a_compiler():
+    """A silent fall-back would hide a broken build: with a compiler, the library must load."""
+    assert native.library() is not None, native.status()
+    assert native.status().startswith("built")
+
+
+def values():
+    """Both tails, zero, the kink around -0.75, and a random bulk, float32."""
+    x = torch.cat([torch.linspace(-12, 12, 4001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 30.0, -30.0, 1e4, -1e4])])
+    return torch.cat([x, torch.randn(10_000, generator=torch.Generator().manual_seed(0)) * 3])
+
+
+@needs_kernel
+def test_forward_equals_torch_gelu_tanh():
+    x = values()
+    y = native_gelu(x)
+    assert y is not None
+    reference = F.gelu(x.double(), approximate="tanh")  # float64: the exact value to compare both with
+    ours_error = (y.double() - reference).abs()
+    torch_error = (F.gelu(x, approximate="tanh").double() - reference).abs()
+    assert (ours_error <= torch_error + 2e-7 * (1 + reference.abs())).all()
+
+
+@needs_kernel
+def test_gradient_equals_torch_gelu_tanh():
+    x = values().requires_grad_()
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    (ours,) = torch.autograd.grad(native_gelu(x), x, g)
+    xd = x.detach().double().requires_grad_()
+    (exact,) = torch.autograd.grad(F.gelu(xd, approximate="tanh"), xd, g.double())
+    (theirs,) = torch.autograd.grad(F.gelu(x, approximate="tanh"), x, g)
+    ours_error, torch_error = (ours.double() - exact).abs(), (theirs.double() - exact).abs()
+    print(f"largest error: ours {ours_error.max():.2e}, PyTorch's float32 kernel {torch_error.max():.2e}")
+    # Where the slope is tiny (x < -4) both round 1 + tanh(u) ≈ 0: allow a few float32 ulps of each term, ~|g|·|x|
+    eps = torch.finfo(torch.float32).eps
+    assert (ours_error <= 2 * torch_error + 4 * eps * g.abs().double() * (1 + x.detach().abs().double())).all()
+
+
+@needs_kernel
+def test_non_contiguous_input_and_grad_and_special_values():
+    x = torch.randn(6, 8, generator=torch.Generator().manual_seed(2)).t().requires_grad_()  # (8, 6), strided
+    y = gelu(x)
+    torch.testing.assert_close(y, F.gelu(x, approximate="tanh"), atol=1e-6, rtol=1e-6)
+    g = torch.randn(6, 8).t()
+    (ours,) = torch.autograd.grad(y, x, g)
+    (theirs,) = torch.autograd.grad(F.gelu(x, approximate="tanh"), x, g)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+    special = native_gelu(torch.tensor([float("nan"), float("inf"), 0.0]))
+    assert special[0].isnan() and special[1] == float("inf") and special[2] == 0.0
+    assert native_gelu(torch.empty(0)).shape == (0,)
+
+
+def test_where_the_kernel_does_not_apply_gelu_is_torchs():
+    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert native_gelu(x) is None
+    assert torch.equal(gelu(x), F.gelu(x, approximate="tanh"))
+    assert torch.autograd.gradcheck(gelu, (x,))  # float64: PyTorch's kernel, checked against finite differences
+
+
+@needs_kernel
+def test_a_model_trains_the_same_with_either_kernel(monkeypatch):
+    """Three AdamW steps of a small GPT: with the native GELU and with F.gelu, the same losses."""
+    import minigpt2.layers
+    from minigpt2.model import GPT, GPTConfig
+
+    def losses():
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=32))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        idx = torch.randint(50, (4, 16), generator=torch.Generator().manual_seed(3))
+        out = []
+        for _ in range(3):
+            loss = model(idx, idx)[1]
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            out.append(loss.item())
+        return out
+
+    native_losses = losses()
+    monkeypatch.setattr(minigpt2.layers, "native_gelu", lambda x: None)
+    assert native_losses == pytest.approx(losses(), abs=1e-5)
+
+
+def run_fresh(env_overrides: dict, tmp_path) -> str:
+    """status() and a GELU in a new interpreter, with a cache of its own."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIGPT2_NATIVE", "CC")}
+    env.update({"MINIGPT2_CACHE_DIR": str(tmp_path / "cache"), **env_overrides})
+    code = (
+        "import torch, torch.nn.functional as F\n"
+        "from minigpt2 import native\nfrom minigpt2.layers import gelu\n"
+        "x = torch.randn(100)\nassert torch.allclose(gelu(x), F.gelu(x, approximate='tanh'), atol=1e-6)\n"
+        "print(native.status())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_turned_off_by_the_environment(tmp_path):
+    assert run_fresh({"MINIGPT2_NATIVE": "0"}, tmp_path).startswith("off (MINIGPT2_NATIVE=0)")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_failed_build_falls_back_to_torch(tmp_path):
+    assert "the build failed" in run_fresh({"CC": "false"}, tmp_path)
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler on this machine")
+def test_a_fresh_cache_is_built_once_and_reused(tmp_path):
+    first = run_fresh({}, tmp_path)
+    assert first.startswith("built"), first
+    built = list((tmp_path / "cache" / "native").glob("*.so"))
+    assert len(built) == 1
+    mtime = built[0].stat().st_mtime_ns
+    assert run_fresh({}, tmp_path) == first
+    assert built[0].stat().st_mtime_ns == mtime  # loaded, not rebuilt
+    assert [p.name for p in (tmp_path / "cache" / "native").iterdir()] == [built[0].name]  # no leftovers
