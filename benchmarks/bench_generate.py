@@ -35,7 +35,6 @@ import time
 import torch
 
 from minigpt2.hf import config_to_hf, to_hf_state_dict
-from minigpt2.linear import Linear, decoding_layout
 from minigpt2.model import GPT, GPTConfig
 
 
@@ -58,11 +57,11 @@ def read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
 
 def matrix_products_seconds(model: GPT, repeats: int = 10) -> float:
     """Seconds for one token's matrix products alone: every Linear of ``model`` (the LM head
-    included) times one row, in order, with the weight layout of ``generate`` (best of ``repeats``)."""
-    layers = [m for m in model.modules() if isinstance(m, Linear)]
+    included) times one row, in order, by the kernels of ``generate`` (best of ``repeats``)."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     rows = [torch.zeros(1, 1, m.in_features) for m in layers]
     best = float("inf")
-    with torch.inference_mode(), decoding_layout(model):
+    with torch.inference_mode():
         for _ in range(repeats):
             start = time.perf_counter()
             for layer, row in zip(layers, rows):

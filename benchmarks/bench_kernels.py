@@ -9,8 +9,9 @@
   model with each of the first two.
 * Training products: ``nn.Linear``'s (out, in) weight against Hugging Face's Conv1D (in, out),
   forward and backward, at the two training benchmark shapes.
-* One row (generation at batch 1): ``F.linear`` against a product from a contiguous (in, out)
-  copy (:mod:`minigpt2.linear`), for GPT-2 small's layers and LM head, in GB/s of weights read.
+* One row (generation at batch 1): ``F.linear`` (what the model runs) against a product from a
+  contiguous (in, out) copy of each weight, through all of GPT-2 small's weight matrices in order,
+  in GB/s of weights read.
 * Attention: PyTorch's flash-attention-for-CPU backend against its math backend.
 
 Every figure is the median of ``--repeats`` timed calls after a warm-up. Prints Markdown tables.
@@ -130,20 +131,43 @@ def bench_training_layouts(repeats: int) -> None:
 
 @torch.inference_mode()
 def bench_one_row(repeats: int) -> None:
-    print("\n### One row through GPT-2 small's weights (generation, batch 1)\n")
-    print("| layer (out × in) | F.linear | (in, out) copy | speed-up | GB/s, F.linear → copy |")
-    print("|---|---|---|---|---|")
-    for name, n_out, n_in in (("c_attn", 2304, 768), ("attn c_proj", 768, 768), ("c_fc", 3072, 768),
-                              ("mlp c_proj", 768, 3072), ("LM head", 50257, 768)):
-        w = torch.randn(n_out, n_in)
-        w_t = w.t().contiguous()  # (in, out)
-        x = torch.randn(1, n_in)
-        n = repeats if n_out < 10_000 else max(repeats // 5, 5)
-        linear = median_ms(lambda: F.linear(x, w), n)
-        copy = median_ms(lambda: x @ w_t, n)
-        gb = w.numel() * 4 / 1e9
-        print(f"| {name} ({n_out} × {n_in}) | {linear:.3f} ms | {copy:.3f} ms | {linear / copy:.2f}× | "
-              f"{gb / linear * 1e3:.1f} → {gb / copy * 1e3:.1f} |")
+    """Every weight matrix of GPT-2 small (12 blocks of four, then the LM head) times one row, in
+    order, as one token of generation reads them: 124M float32 numbers, far more than the caches
+    hold. The two layouts alternate, ``repeats`` samples each; the LM head alone after."""
+    torch.manual_seed(0)
+    shapes = [(2304, 768), (768, 768), (3072, 768), (768, 3072)] * 12 + [(50257, 768)]
+    weights = [torch.randn(n_out, n_in) for n_out, n_in in shapes]
+    biases = [torch.randn(n_out) if n_out != 50257 else None for n_out, _ in shapes]
+    copies = [w.t().contiguous() for w in weights]  # (in, out): what minigpt2 once copied the weights into
+    rows = [torch.randn(1, n_in) for _, n_in in shapes]
+    gigabytes = sum(w.numel() for w in weights) * 4 / 1e9
+
+    def sweep(product):
+        return lambda: [product(x, w, b, c) for x, w, b, c in zip(rows, weights, biases, copies)]
+
+    ways = {
+        "F.linear, (out, in)": sweep(lambda x, w, b, c: F.linear(x, w, b)),
+        "addmm from an (in, out) copy": sweep(lambda x, w, b, c: x @ c if b is None else torch.addmm(b, x, c)),
+    }
+    with torch.no_grad():
+        for way in ways.values():
+            way()  # warm-up
+        times = {name: [] for name in ways}
+        for _ in range(repeats):
+            for name, way in ways.items():
+                start = time.perf_counter()
+                way()
+                times[name].append(time.perf_counter() - start)
+        head = [weights[-1], rows[-1]]
+        head_ms = {
+            "F.linear, (out, in)": median_ms(lambda: F.linear(head[1], head[0]), repeats),
+            "addmm from an (in, out) copy": median_ms(lambda: head[1] @ copies[-1], repeats),
+        }
+    print("\n### One token's matrix products at batch 1 (GPT-2 small, 49 matrices, 498 MB)\n")
+    print("| way | all 49, median | GB/s | LM head alone (cache-warm) |\n|---|---|---|---|")
+    for name, samples in times.items():
+        ms = statistics.median(samples) * 1e3
+        print(f"| {name} | {ms:.1f} ms | {gigabytes / ms * 1e3:.1f} | {head_ms[name]:.2f} ms |")
 
 
 def bench_attention_backends(repeats: int) -> None:
@@ -171,7 +195,7 @@ def main() -> None:
     bench_gelu(args.repeats)
     bench_gelu_in_training_step(args.repeats // 2)
     bench_training_layouts(args.repeats // 2)
-    bench_one_row(args.repeats)
+    bench_one_row(args.repeats // 2)
     bench_attention_backends(args.repeats // 2)
 
 

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minigpt2.linear import Linear
 
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -104,8 +103,8 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = n_embd
         self.n_head = n_head
         self.dropout = config.dropout
-        self.c_attn = Linear(n_embd, 3 * n_embd, bias=config.bias)  # x -> [q | k | v]
-        self.c_proj = Linear(n_embd, n_embd, bias=config.bias)  # the heads, mixed back into the residual stream
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=config.bias)  # x -> [q | k | v]
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=config.bias)  # the heads, mixed back into the residual stream
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 

@@ -12,7 +12,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt2.attention import CausalSelfAttention
-from minigpt2.linear import Linear
 from minigpt2.native.gelu import native_gelu
 
 
@@ -69,9 +68,9 @@ class MLP(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = GELU()
-        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 
 from minigpt2.kv_cache import KVCache
 from minigpt2.layers import Block, LayerNorm
-from minigpt2.linear import Linear
 
 GPT2_VOCAB_SIZE = 50257  # 256 byte tokens + 50,000 merges + <|endoftext|>
 
@@ -109,7 +108,7 @@ class GPT(nn.Module):
                 ln_f=LayerNorm(config.n_embd, bias=config.bias),
             )
         )
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # Weight tying: one matrix reads tokens in (wte) and scores them out (lm_head).
         self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)

@@ -30,7 +30,6 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from minigpt2.linear import decoding_layout
 
 END_OF_TEXT = "<|endoftext|>"
 GPT2_END_OF_TEXT_ID = 50256  # GPT-2's <|endoftext|>, the last of its 50,257 ids
@@ -245,19 +244,18 @@ def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache,
     window = window[:, -block_size:]  # (B, <= block_size): what the model sees
     cache = model.new_kv_cache() if use_cache else None
     unseen = window  # the tokens the cache does not hold yet
-    with decoding_layout(model):  # on a CPU, the weight layout that reads fastest for a few rows
-        for _ in range(max_new_tokens):
-            if cache is None:
-                logits, _ = model(window, last_only=True)  # (B, 1, V)
-            else:
-                if cache.length + unseen.size(1) > block_size:  # full: slide, and rebuild from the window
-                    cache.reset()
-                    unseen = window
-                logits, _ = model(unseen, kv_cache=cache, last_only=True)  # (B, 1, V)
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
-            yield next_id
-            window = torch.cat([window, next_id], dim=1)[:, -block_size:]  # (B, <= block_size)
-            unseen = next_id
+    for _ in range(max_new_tokens):
+        if cache is None:
+            logits, _ = model(window, last_only=True)  # (B, 1, V)
+        else:
+            if cache.length + unseen.size(1) > block_size:  # full: slide, and rebuild from the window
+                cache.reset()
+                unseen = window
+            logits, _ = model(unseen, kv_cache=cache, last_only=True)  # (B, 1, V)
+        next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+        yield next_id
+        window = torch.cat([window, next_id], dim=1)[:, -block_size:]  # (B, <= block_size)
+        unseen = next_id
 
 
 # --------------------------------------------------------------------------- text in, text out

@@ -106,7 +106,7 @@ def test_a_model_trains_the_same_with_either_kernel(monkeypatch):
 def run_fresh(env_overrides: dict, tmp_path) -> str:
     """status() and a GELU in a new interpreter, with a cache of its own."""
     env = {k: v for k, v in os.environ.items() if k not in ("MINIGPT2_NATIVE", "CC")}
-    env.update({"MINIGPT2_CACHE_DIR": str(tmp_path / "cache"), **env_overrides})
+    env.update({"MINIGPT2_NATIVE_CACHE": str(tmp_path / "cache"), **env_overrides})
     code = (
         "import torch, torch.nn.functional as F\n"
         "from minigpt2 import native\nfrom minigpt2.layers import gelu\n"
@@ -131,9 +131,20 @@ def test_a_failed_build_falls_back_to_torch(tmp_path):
 def test_a_fresh_cache_is_built_once_and_reused(tmp_path):
     first = run_fresh({}, tmp_path)
     assert first.startswith("built"), first
-    built = list((tmp_path / "cache" / "native").glob("*.so"))
+    built = list((tmp_path / "cache").glob("*.so"))
     assert len(built) == 1
     mtime = built[0].stat().st_mtime_ns
     assert run_fresh({}, tmp_path) == first
     assert built[0].stat().st_mtime_ns == mtime  # loaded, not rebuilt
-    assert [p.name for p in (tmp_path / "cache" / "native").iterdir()] == [built[0].name]  # no leftovers
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [built[0].name]  # no leftovers
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path):
+    env = {"XDG_CACHE_HOME": "/proc/no-such-folder", "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    code = "from minigpt2 import native; print(native.status())"
+    clean = {k: v for k, v in os.environ.items() if k not in ("MINIGPT2_NATIVE", "CC", "MINIGPT2_NATIVE_CACHE")}
+    result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    if HAS_COMPILER:
+        assert result.stdout.startswith(f"built ({tmp_path / 'tmp'}"), result.stdout

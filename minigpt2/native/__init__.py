@@ -3,11 +3,14 @@
 PyTorch's kernels are fast where the work is a big matrix product; for some element-wise
 functions they leave speed on the table. One such is GPT-2's tanh GELU: on the 2-core machine
 of ``benchmarks/RESULTS.md``, ``F.gelu(x, approximate="tanh")`` runs at a fifth of the speed of
-``torch.tanh`` on the same tensor, and it was a sixth of a CPU training step. The C in this
-folder is a plain loop that the compiler vectorises (:mod:`minigpt2.native.gelu` uses it).
+``torch.tanh`` on the same tensor, and it was a sixth of a CPU training step. ``gelu.c`` is a
+plain loop that the compiler vectorises (:mod:`minigpt2.native.gelu` uses it).
 
-The library is built once per machine, into ``$MINIGPT2_CACHE_DIR`` (default
-``~/.cache/minigpt2``), under a name made from the source, the compiler flags and the CPU's
+(A one-row matrix product for generation was tried too and left out: through all of GPT-2
+small's weights it read them no faster than ``F.linear``, see ``benchmarks/bench_kernels.py``.)
+
+The library is built once per machine, into ``~/.cache/minigpt2/native`` (or
+``$MINIGPT2_NATIVE_CACHE``), under a name made from the source, the compiler flags and the CPU's
 features, so a changed source or another machine gets a fresh build. ``MINIGPT2_NATIVE=0``
 turns the native kernels off. Without a compiler, or if the build fails, :func:`library`
 returns None and the callers use PyTorch's kernels, which give the same results to float32
@@ -25,6 +28,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from minigpt2.datafiles import cache_dir
 
 SOURCES = [Path(__file__).with_name("gelu.c")]
 # -fopenmp: the loops are shared among PyTorch's threads (torch.set_num_threads), through the
@@ -55,11 +60,13 @@ def _openmp_runtimes() -> list[str]:
     return sorted(p for p in paths if any(name in Path(p).name for name in ("libgomp", "libiomp", "libomp")))
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("MINIGPT2_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "minigpt2"
-    )
-    return Path(root) / "native"
+def _cache_dirs() -> list[Path]:
+    """Where the library may be kept, in order: ``$MINIGPT2_NATIVE_CACHE``, else the user cache
+    the data files use, then (a read-only home) a folder of the temporary directory."""
+    if os.environ.get("MINIGPT2_NATIVE_CACHE"):
+        return [Path(os.environ["MINIGPT2_NATIVE_CACHE"])]
+    user = getattr(os, "getuid", lambda: "user")()
+    return [cache_dir() / "native", Path(tempfile.gettempdir()) / f"minigpt2-{user}" / "native"]
 
 
 def _build(compiler: str, target: Path) -> None:
@@ -91,21 +98,32 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     for part in [*(s.read_bytes() for s in SOURCES), " ".join([compiler, *COMPILE_FLAGS, *LINK_FLAGS]).encode(),
                  _cpu_features().encode()]:
         key.update(part)
-    target = _cache_dir() / f"minigpt2_native_{key.hexdigest()[:16]}.so"
-    try:
-        if not target.exists():
-            _build(compiler, target)
-        lib = ctypes.CDLL(str(target))
-    except subprocess.CalledProcessError as e:
-        last = (e.stderr or "").strip().splitlines()[-1:] or ["no message"]
-        return None, f"the build failed ({last[0]}): PyTorch's kernels are used"
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"could not build or load {target} ({e}): PyTorch's kernels are used"
+    name = f"minigpt2_native_{key.hexdigest()[:16]}.so"
+    problems = []
+    for folder in _cache_dirs():
+        target = folder / name
+        try:
+            if not target.exists():
+                _build(compiler, target)
+            lib = ctypes.CDLL(str(target))
+            break
+        except subprocess.CalledProcessError as e:
+            last = (e.stderr or "").strip().splitlines()[-1:] or ["no message"]
+            return None, f"the build failed ({last[0]}): PyTorch's kernels are used"
+        except (OSError, subprocess.TimeoutExpired) as e:
+            problems.append(f"{target}: {e}")
+    else:
+        return None, f"could not build or load the library ({'; '.join(problems)}): PyTorch's kernels are used"
     runtimes = _openmp_runtimes()
     if len(runtimes) > 1:  # two thread pools would fight over the cores: keep PyTorch's alone
         return None, f"it would bring a second OpenMP runtime ({', '.join(runtimes)}): PyTorch's kernels are used"
-    for name, n_arrays in (("gelu_tanh_forward", 2), ("gelu_tanh_backward", 3)):
-        getattr(lib, name).argtypes = [ctypes.c_void_p] * n_arrays + [ctypes.c_long]
+    pointer, length = ctypes.c_void_p, ctypes.c_long
+    signatures = {
+        "gelu_tanh_forward": [pointer] * 2 + [length],
+        "gelu_tanh_backward": [pointer] * 3 + [length],
+    }
+    for name, argtypes in signatures.items():
+        getattr(lib, name).argtypes = argtypes
         getattr(lib, name).restype = None
     return lib, f"built ({target})"
 
