@@ -13,6 +13,8 @@
   contiguous (in, out) copy of each weight, through all of GPT-2 small's weight matrices in order,
   in GB/s of weights read.
 * Attention: PyTorch's flash-attention-for-CPU backend against its math backend.
+* AdamW: one step of ``torch.optim.AdamW`` fused (what ``minigpt2.train.make_optimizer`` picks on a
+  CPU) against ``foreach``, over the parameter groups of the two training benchmark models.
 
 Every figure is the median of ``--repeats`` timed calls after a warm-up. Prints Markdown tables.
 """
@@ -65,7 +67,7 @@ def bench_gelu(repeats: int) -> None:
     reference = F.gelu(x0.double(), approximate="tanh")
     print("\n### GELU, forward + backward on (12, 64, 512) float32\n")
     print(f"native kernel: {native_status()}\n")
-    print("| form | 2 threads | 1 thread | largest difference from the tanh GELU (float32) |")
+    print("| form | 2 threads | 1 thread | largest difference from the tanh GELU (float64) |")
     print("|---|---|---|---|")
     threads = torch.get_num_threads()
     for name, form in forms.items():
@@ -149,20 +151,19 @@ def bench_one_row(repeats: int) -> None:
         "F.linear, (out, in)": sweep(lambda x, w, b, c: F.linear(x, w, b)),
         "addmm from an (in, out) copy": sweep(lambda x, w, b, c: x @ c if b is None else torch.addmm(b, x, c)),
     }
-    with torch.no_grad():
-        for way in ways.values():
-            way()  # warm-up
-        times = {name: [] for name in ways}
-        for _ in range(repeats):
-            for name, way in ways.items():
-                start = time.perf_counter()
-                way()
-                times[name].append(time.perf_counter() - start)
-        head = [weights[-1], rows[-1]]
-        head_ms = {
-            "F.linear, (out, in)": median_ms(lambda: F.linear(head[1], head[0]), repeats),
-            "addmm from an (in, out) copy": median_ms(lambda: head[1] @ copies[-1], repeats),
-        }
+    for way in ways.values():
+        way()  # warm-up
+    times = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, way in ways.items():
+            start = time.perf_counter()
+            way()
+            times[name].append(time.perf_counter() - start)
+    head_row, head_weight, head_copy = rows[-1], weights[-1], copies[-1]
+    head_ms = {
+        "F.linear, (out, in)": median_ms(lambda: F.linear(head_row, head_weight), repeats),
+        "addmm from an (in, out) copy": median_ms(lambda: head_row @ head_copy, repeats),
+    }
     print("\n### One token's matrix products at batch 1 (GPT-2 small, 49 matrices, 498 MB)\n")
     print("| way | all 49, median | GB/s | LM head alone (cache-warm) |\n|---|---|---|---|")
     for name, samples in times.items():
@@ -186,6 +187,21 @@ def bench_attention_backends(repeats: int) -> None:
         print(f"| {shape} | {flash:.2f} ms | {math_:.2f} ms | {math_ / flash:.2f}× |")
 
 
+def bench_adamw(repeats: int) -> None:
+    from minigpt2.train.optim import param_groups
+
+    print("\n### One AdamW step: fused against foreach\n")
+    print("| model | parameters | fused | foreach | foreach / fused |\n|---|---|---|---|---|")
+    for name, (n_layer, n_head, n_embd, block_size) in {"4 × 128": (4, 4, 128, 64), "6 × 384": (6, 6, 384, 256)}.items():
+        model = GPT(GPTConfig(block_size=block_size, vocab_size=65, n_layer=n_layer, n_head=n_head, n_embd=n_embd))
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        ms = {kind: median_ms(torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, **{kind: True}).step, repeats)
+              for kind in ("fused", "foreach")}
+        print(f"| {name} | {model.num_params() / 1e6:.2f}M | {ms['fused']:.2f} ms | {ms['foreach']:.2f} ms | "
+              f"{ms['foreach'] / ms['fused']:.1f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
@@ -197,6 +213,7 @@ def main() -> None:
     bench_training_layouts(args.repeats // 2)
     bench_one_row(args.repeats // 2)
     bench_attention_backends(args.repeats // 2)
+    bench_adamw(args.repeats)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """A (T, T) bool mask, True where query ``i`` may attend to key ``j``, i.e. ``j <= i``.
 

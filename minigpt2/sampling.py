@@ -30,7 +30,6 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-
 END_OF_TEXT = "<|endoftext|>"
 GPT2_END_OF_TEXT_ID = 50256  # GPT-2's <|endoftext|>, the last of its 50,257 ids
 
