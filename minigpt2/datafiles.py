@@ -59,7 +59,16 @@ KNOWN_FILES: dict[str, DataFile] = {
 
 
 class DataFileError(RuntimeError):
-    """A data file is missing, unreachable, or not the bytes it should be."""
+    """A data file is missing, unreachable, or not the bytes it should be.
+
+    ``rejected`` is the file that was found but refused ("truncated" or "corrupted" in
+    ``problem``), or None when no file was found at all; ``problem`` is "data dir" when
+    ``MINIGPT2_DATA_DIR`` names no folder.
+    """
+
+    def __init__(self, message: str, rejected: Path | None = None, problem: str = ""):
+        super().__init__(message)
+        self.rejected, self.problem = rejected, problem
 
 
 def cache_dir() -> Path:
@@ -91,23 +100,43 @@ def verify(path: Path, spec: DataFile) -> Path:
     if stat.st_size != spec.size:
         raise DataFileError(
             f"{path} is {stat.st_size:,} bytes but {spec.filename} should be {spec.size:,} bytes: "
-            f"it is truncated or not the right file. Delete it and put a fresh copy from {spec.url} there."
+            f"it is truncated or not the right file. Delete it and put a fresh copy from {spec.url} there.",
+            rejected=path, problem="truncated",
         )
     actual = sha256_of(path)
     if actual != spec.sha256:
         raise DataFileError(
             f"{path} has SHA-256 {actual[:12]}…, not {spec.sha256[:12]}… as {spec.filename} should: "
-            f"it is corrupted or not the right file. Delete it and put a fresh copy from {spec.url} there."
+            f"it is corrupted or not the right file. Delete it and put a fresh copy from {spec.url} there.",
+            rejected=path, problem="corrupted",
         )
     _verified[key] = True
     return path
 
 
+def configured_data_dir() -> Path | None:
+    """The folder ``MINIGPT2_DATA_DIR`` names (None when unset); an error when it is not a folder,
+    rather than quietly looking elsewhere."""
+    value = os.environ.get(DATA_DIR_ENV, "")
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DataFileError(
+            f"{DATA_DIR_ENV} is set to {value}, which {what}. Point it at the folder that holds the course's data "
+            f"files, or unset it to use {cache_dir()}",
+            problem="data dir",
+        )
+    return folder
+
+
 def candidates(spec: DataFile) -> list[Path]:
     """Where ``spec`` is looked for, in order (the explicit path aside)."""
     places = []
-    if os.environ.get(DATA_DIR_ENV):
-        places.append(Path(os.environ[DATA_DIR_ENV]).expanduser() / spec.filename)
+    data_dir = configured_data_dir()
+    if data_dir is not None:
+        places.append(data_dir / spec.filename)
     places.append(cache_dir() / spec.filename)
     return places
 

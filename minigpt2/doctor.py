@@ -45,7 +45,7 @@ def _torch() -> list[Finding]:
 
 
 def _data() -> list[Finding]:
-    from minigpt2.datafiles import KNOWN_FILES, DataFileError, locate
+    from minigpt2.datafiles import DATA_DIR_ENV, KNOWN_FILES, DataFileError, locate
 
     findings = []
     for name, spec in KNOWN_FILES.items():
@@ -53,7 +53,13 @@ def _data() -> list[Finding]:
             path = locate(name, download=False)
             findings.append(Finding(True, spec.filename, f"found and verified at {path}"))
         except DataFileError as err:
-            findings.append(Finding(False, spec.filename, "not found locally", str(err)))
+            if err.rejected is not None:
+                detail = f"found at {err.rejected} but rejected as {err.problem}"
+            elif err.problem == "data dir":
+                detail = f"{DATA_DIR_ENV} does not name a folder"
+            else:
+                detail = "not found locally"
+            findings.append(Finding(False, spec.filename, detail, str(err)))
     return findings
 
 

@@ -23,6 +23,7 @@ import torch
 
 from minigpt2.datafiles import offline
 from minigpt2.model import GPT, GPTConfig, HUB_NAMES
+from minigpt2.train.checkpoint import CheckpointError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -31,10 +32,6 @@ CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 HUB_ORGANISATION = "openai-community"
 GPT2_EOT = 50256  # the id of <|endoftext|> in GPT-2's vocabulary
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message says what is wrong and what to do."""
 
 
 # --------------------------------------------------------------------------- state dicts
@@ -102,11 +99,17 @@ def load_state_dict_into(model: GPT, hf_state: dict[str, torch.Tensor]) -> GPT:
 # --------------------------------------------------------------------------- config
 
 
-def config_from_hf(hf_config: dict, **overrides) -> GPTConfig:
-    """A :class:`GPTConfig` from the fields of a Hugging Face GPT-2 ``config.json``."""
+SIZE_FIELDS = ("n_positions", "vocab_size", "n_layer", "n_head", "n_embd")
+
+
+def config_from_hf(hf_config: dict, source: str = CONFIG_FILE, **overrides) -> GPTConfig:
+    """A :class:`GPTConfig` from the fields of a Hugging Face GPT-2 ``config.json``
+    (``source`` names the file in error messages)."""
+    if not isinstance(hf_config, dict):
+        raise CheckpointError(f"{source} holds a JSON {type(hf_config).__name__}, not an object of GPT-2 settings")
     model_type = hf_config.get("model_type", "gpt2")
     if model_type != "gpt2":
-        raise CheckpointError(f"config.json describes a {model_type!r} model; only GPT-2 ('gpt2') checkpoints can be loaded")
+        raise CheckpointError(f"{source} describes a {model_type!r} model; only GPT-2 ('gpt2') checkpoints can be loaded")
     needs = {  # settings GPT-2 never changed, which our model hard-codes
         "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
         "layer_norm_epsilon": (1e-5,),
@@ -117,20 +120,28 @@ def config_from_hf(hf_config: dict, **overrides) -> GPTConfig:
     }
     for key, allowed in needs.items():
         if key in hf_config and hf_config[key] not in allowed:
-            raise CheckpointError(f"config.json has {key}={hf_config[key]!r}; this GPT supports only {' or '.join(map(repr, allowed))}")
+            raise CheckpointError(f"{source} has {key}={hf_config[key]!r}; this GPT supports only {' or '.join(map(repr, allowed))}")
+    for key in SIZE_FIELDS:
+        if key not in hf_config:
+            raise CheckpointError(f"{source} has no {key!r}; is it a GPT-2 config?")
+        value = hf_config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise CheckpointError(f"{source} has {key}={value!r}; it should be a positive whole number")
+    if hf_config["n_embd"] % hf_config["n_head"]:
+        raise CheckpointError(
+            f"{source} has n_embd={hf_config['n_embd']} and n_head={hf_config['n_head']}, but n_embd must be a multiple "
+            "of n_head; the file is damaged or was not written for GPT-2"
+        )
     n_inner = hf_config.get("n_inner")
     if n_inner is not None and n_inner != 4 * hf_config["n_embd"]:
-        raise CheckpointError(f"config.json has n_inner={n_inner}; this GPT's MLP is 4 * n_embd = {4 * hf_config['n_embd']} wide")
-    try:
-        fields = dict(
-            block_size=hf_config["n_positions"],
-            vocab_size=hf_config["vocab_size"],
-            n_layer=hf_config["n_layer"],
-            n_head=hf_config["n_head"],
-            n_embd=hf_config["n_embd"],
-        )
-    except KeyError as err:
-        raise CheckpointError(f"config.json has no {err.args[0]!r}; is it a GPT-2 config?") from None
+        raise CheckpointError(f"{source} has n_inner={n_inner!r}; this GPT's MLP is 4 * n_embd = {4 * hf_config['n_embd']} wide")
+    fields = dict(
+        block_size=hf_config["n_positions"],
+        vocab_size=hf_config["vocab_size"],
+        n_layer=hf_config["n_layer"],
+        n_head=hf_config["n_head"],
+        n_embd=hf_config["n_embd"],
+    )
     return GPTConfig(**{"dropout": 0.0, "bias": True, **fields, **overrides})
 
 
@@ -166,13 +177,19 @@ def config_to_hf(config: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     if (directory / WEIGHTS_FILE).is_file():
-        return load_file(directory / WEIGHTS_FILE)
-    if (directory / WEIGHTS_INDEX_FILE).is_file():
-        shards = sorted(set(json.loads((directory / WEIGHTS_INDEX_FILE).read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(directory / shard).items()}
+        return _read_safetensors(directory / WEIGHTS_FILE)
+    index_path = directory / WEIGHTS_INDEX_FILE
+    if index_path.is_file():
+        index = _read_json(index_path)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"{index_path} has no 'weight_map' of tensor names to shard files; is it a safetensors index?")
+        shards = sorted(set(weight_map.values()))
+        for shard in shards:
+            if not (directory / shard).is_file():
+                raise CheckpointError(f"{index_path} lists the shard {shard}, which is not in {directory}; download it again")
+        return {k: v for shard in shards for k, v in _read_safetensors(directory / shard).items()}
     if any((directory / name).exists() for name in ("pytorch_model.bin", "model.pt", "model.ckpt")):
         raise CheckpointError(
             f"{directory} has only pickle weights (e.g. pytorch_model.bin); minigpt2 reads safetensors only, since a "
@@ -182,12 +199,31 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{directory} has no {WEIGHTS_FILE}; a Hugging Face GPT-2 directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
 
 
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except Exception as err:  # safetensors raises its own error types for files that are not safetensors
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); it is truncated, damaged or another format") from None
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not text (not UTF-8), so it is not a JSON file") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+
+
 def load_dir(directory: str | os.PathLike, **overrides) -> GPT:
     """A GPT from a local Hugging Face GPT-2 directory."""
     directory = Path(directory)
-    if not (directory / CONFIG_FILE).is_file():
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
         raise CheckpointError(f"{directory} has no {CONFIG_FILE}; a Hugging Face GPT-2 directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    config = config_from_hf(json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")), **overrides)
+    config = config_from_hf(_read_json(config_path), source=str(config_path), **overrides)
     model = GPT(config)
     return load_state_dict_into(model, read_weights(directory))
 

@@ -12,19 +12,35 @@ One ``.safetensors`` file holds
 Why not ``torch.save``? It pickles, and unpickling a file can run any code in it.
 safetensors stores raw tensor bytes plus a JSON header, and JSON is only data.
 
-Writes are atomic: the file is written beside its destination under a temporary
-name, flushed to disk, then renamed over the destination (``os.replace`` is atomic
-on POSIX and Windows). A run killed mid-write leaves the previous checkpoint intact.
+Writes are atomic: the file is written in a private folder beside its destination
+(``.ckpt-XXXX.partial/``, where safetensors also puts its own temporary), flushed to
+disk, then renamed over the destination (``os.replace`` is atomic on POSIX and
+Windows). A run killed mid-write leaves the previous checkpoint intact, and the next
+run (or save) in that folder removes what the killed one left.
+
+Checkpoints are what they say: the header holds a SHA-256 of every tensor's bytes and
+of the rest of the header, checked on every load, so flipped bytes on a disk or in a
+copy are refused instead of being trained on.
+
+One run per folder: :func:`out_dir_lock` holds a lock file there (released by the
+operating system when its process dies), so a second run on the same folder stops
+at once and says which process holds it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import socket
+import sys
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import safe_open
@@ -34,10 +50,16 @@ from torch import nn
 FORMAT = "minigpt2-checkpoint-1"
 TEMP_PREFIX = ".ckpt-"
 TEMP_SUFFIX = ".partial"
+LOCK_NAME = ".minigpt2.lock"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read, or does not fit the model it is loaded into."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, is damaged, or does not fit the model it is loaded into
+    (the one such error of the package: :mod:`minigpt2.hf` raises it too)."""
+
+
+class OutDirError(ValueError):
+    """A checkpoint folder that cannot be written, or that another run is using."""
 
 
 @dataclass
@@ -112,7 +134,6 @@ def save_checkpoint(
     config, the schedule, the tokenizer and the loss history there).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors, aliases = _model_tensors(model)
     tensors = {f"model.{name}": t for name, t in tensors.items()}
     header = {"format": FORMAT, "step": str(int(step)), "aliases": json.dumps(aliases)}
@@ -123,21 +144,34 @@ def save_checkpoint(
     tensors.update(rng_state())
     header["meta"] = json.dumps(meta or {})
 
-    _remove_stale_temporaries(path.parent)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name, metadata=header)
-        os.chmod(tmp_name, 0o666 & ~_umask())  # the temporary is private (0o600); a checkpoint is an ordinary file
-        with open(tmp_name, "rb") as f:
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
+    header["checksum"] = checksum(tensors, header)
+
+    with out_dir_lock(path.parent):  # no other run writes here meanwhile (already held when train() saves)
+        workdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX))
+        try:
+            tmp_name = workdir / path.name
+            save_file(tensors, str(tmp_name), metadata=header)  # safetensors' own temporary lands in workdir too
+            os.chmod(tmp_name, 0o666 & ~_umask())  # an ordinary file, not one only its owner may read
+            with open(tmp_name, "rb") as f:
+                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+            os.replace(tmp_name, path)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        _fsync_dir(path.parent)
     return path
+
+
+def checksum(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> str:
+    """SHA-256 of every tensor (name, dtype, shape, bytes) and of the header's other entries."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)  # the raw bytes, whatever the dtype
+    for key in sorted(header):
+        if key != "checksum":
+            digest.update(f"{key}={header[key]}\n".encode())
+    return "sha256:" + digest.hexdigest()
 
 
 def _umask() -> int:
@@ -160,10 +194,135 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _remove_stale_temporaries(directory: Path) -> None:
-    """Delete half-written files a killed run left behind."""
+def remove_leftovers(directory: Path) -> list[Path]:
+    """Delete what killed saves left in ``directory``: the package's ``.ckpt-*.partial`` folders
+    (and files, from earlier versions), and safetensors' ``.tmpXXXXXX`` siblings that earlier
+    versions let it write next to the checkpoint. Call it only while holding the folder's lock."""
+    removed = []
     for leftover in directory.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
-        leftover.unlink(missing_ok=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    for leftover in directory.glob(".tmp??????"):
+        if leftover.is_file() and not leftover.is_symlink() and _looks_like_safetensors(leftover):
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with its header's length (8 bytes) and the header's '{'."""
+    with open(path, "rb") as f:
+        return f.read(9)[8:] == b"{"
+
+
+# --------------------------------------------------------------------------- one run per folder
+
+_held_locks: dict[str, int] = {}  # folder -> the lock file's descriptor, for the locks this process holds
+
+
+@contextmanager
+def out_dir_lock(directory: str | os.PathLike) -> Iterator[Path]:
+    """Make ``directory`` (if needed), prove it writable, and hold its lock while the block runs.
+
+    Raises :class:`OutDirError` when the folder cannot be made or written, or when another
+    process holds the lock (the message names it). The lock is an OS lock (``flock``) on a file
+    that names its holder: a run that dies, even by ``kill -9``, releases it, and the next run
+    takes the file over. On entry, the leftovers of killed saves are removed. Re-entrant
+    within one process.
+    """
+    directory = Path(directory)
+    _make_dir(directory)
+    key = str(directory.resolve())
+    if key in _held_locks:
+        yield directory
+        return
+    fd = _acquire(directory / LOCK_NAME)
+    _held_locks[key] = fd
+    try:
+        remove_leftovers(directory)
+        yield directory
+    finally:
+        del _held_locks[key]
+        _release(fd, directory / LOCK_NAME)
+
+
+def _make_dir(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise OutDirError(f"the checkpoint folder {directory} is a file, not a folder; give another --out-dir")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutDirError(f"cannot create the checkpoint folder {directory}: part of that path is a file; give another --out-dir") from None
+    except OSError as err:
+        raise OutDirError(f"cannot create the checkpoint folder {directory} ({err.strerror}); give another --out-dir") from None
+
+
+def _acquire(path: Path) -> int:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise OutDirError(
+                f"cannot write in the checkpoint folder {path.parent} ({err.strerror}); give another --out-dir"
+            ) from None
+        try:
+            _lock(fd)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise OutDirError(
+                f"another run is using {path.parent}: {holder or 'a process on this machine'} holds {path.name}. "
+                "Wait for it to finish or stop it, or give this run another --out-dir"
+            ) from None
+        try:  # the previous holder may have removed the file between our open and our lock
+            current = os.stat(path)
+            mine = os.fstat(fd)
+            if (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    holder = f"process {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv) or 'python'}), since {time.strftime('%H:%M:%S')}"
+    os.ftruncate(fd, 0)
+    os.write(fd, holder.encode("utf-8", "replace"))
+    return fd
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 4096).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+if os.name == "nt":  # pragma: no cover - Windows
+    import msvcrt
+
+    _LOCKED_BYTE = 1 << 20  # past the holder's text, which stays readable
+
+    def _lock(fd: int) -> None:
+        os.lseek(fd, _LOCKED_BYTE, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+    def _release(fd: int, path: Path) -> None:
+        os.close(fd)  # releases the lock; Windows removes no open file
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+else:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _release(fd: int, path: Path) -> None:
+        path.unlink(missing_ok=True)  # before the lock goes: a waiting run then sees the file gone and retries
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- loading
@@ -173,7 +332,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; tensors stay on the CPU."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train first (minigpt2 train …) or give the right --out-dir / path")
+        raise CheckpointError(f"no checkpoint at {path}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
@@ -184,7 +343,19 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise
     except Exception as err:  # safetensors raises its own error types for truncated or garbled files
         raise CheckpointError(f"{path} cannot be read as a checkpoint ({err}); it may be truncated or not a checkpoint") from None
+    if "checksum" in header and checksum(tensors, header) != header["checksum"]:  # files of older versions have none
+        raise CheckpointError(
+            f"{path} is damaged: its contents do not match the checksum written with them (bytes changed on the disk "
+            "or in a copy). Use another copy of it, or train afresh in another folder"
+        )
 
+    try:
+        return _from_file(header, tensors)
+    except (KeyError, ValueError) as err:  # a header without its entries: not written by save_checkpoint
+        raise CheckpointError(f"{path} is not a complete minigpt2 checkpoint ({type(err).__name__}: {err})") from None
+
+
+def _from_file(header: dict[str, str], tensors: dict[str, torch.Tensor]) -> Checkpoint:
     model_state = {k[len("model."):]: t for k, t in tensors.items() if k.startswith("model.")}
     for alias, stored in json.loads(header["aliases"]).items():
         model_state[alias] = model_state[stored]
@@ -245,4 +416,7 @@ def restore(
             torch.cuda.set_rng_state_all(cuda_states)
 
 
-__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "restore", "rng_state"]
+__all__ = [
+    "Checkpoint", "CheckpointError", "OutDirError", "save_checkpoint", "load_checkpoint", "restore", "rng_state",
+    "checksum", "out_dir_lock", "remove_leftovers",
+]

@@ -89,6 +89,41 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+# What each setting does, for ``minigpt2 train --help``.
+HELP: dict[str, str] = {
+    "dataset": "the corpus to train on, by name",
+    "tokenizer": "char: one id per character; gpt2: GPT-2's BPE (50,257 ids)",
+    "val_fraction": "the share of the corpus, at its end, held out for validation",
+    "n_layer": "transformer blocks",
+    "n_head": "attention heads per block (must divide --n-embd)",
+    "n_embd": "width of the residual stream",
+    "block_size": "context length: tokens the model sees at once",
+    "dropout": "dropout probability during training (0 turns it off)",
+    "bias": "biases in the Linear layers and LayerNorms, as GPT-2 has",
+    "vocab_multiple": "round the vocabulary up to a multiple of this (64 makes GPU matmuls faster)",
+    "batch_size": "windows per micro-batch, per process",
+    "grad_accum": "micro-batches added up per optimizer step",
+    "max_iters": "optimizer steps; the learning-rate schedule ends here",
+    "lr": "peak learning rate, reached after the warm-up",
+    "min_lr": "learning rate at the end of the cosine decay",
+    "warmup_iters": "steps of linear warm-up from 0 to --lr",
+    "weight_decay": "AdamW weight decay of the matrices (vectors are not decayed)",
+    "beta1": "AdamW's beta1",
+    "beta2": "AdamW's beta2",
+    "grad_clip": "clip the gradients' global norm to this (0 turns clipping off)",
+    "eval_interval": "steps between evaluations on the validation split (each writes a checkpoint)",
+    "eval_iters": "validation batches per evaluation",
+    "log_interval": "steps between logged training losses",
+    "device": "auto, cpu, cuda, cuda:N or mps (auto: a GPU if there is one)",
+    "dtype": "auto, float32 or bfloat16 (auto: bfloat16 on GPUs that have it, else float32)",
+    "compile": "torch.compile the model (worth it on GPUs for long runs)",
+    "seed": "seed of the initial weights, the batches and dropout",
+    "out_dir": "folder of the checkpoint (ckpt.safetensors); one run at a time uses it",
+    "checkpoint_interval": "steps between extra checkpoints (0: at evaluations and at the end only)",
+    "progress": "show progress: a bar on a terminal, a line every tenth of the run otherwise",
+}
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -119,4 +154,4 @@ def preset(name: str, **overrides) -> TrainConfig:
     return replace(PRESETS[name], **overrides)
 
 
-__all__ = ["TrainConfig", "PRESETS", "preset", "TOKENIZERS", "DTYPES", "flag"]
+__all__ = ["TrainConfig", "PRESETS", "preset", "TOKENIZERS", "DTYPES", "HELP", "flag"]

@@ -13,11 +13,16 @@ Around it: evaluation on the validation split every ``eval_interval`` steps, a
 checkpoint after each evaluation, tokens per second and MFU, a progress bar, and a
 :class:`History` of losses to plot. ``train(config, resume=True)`` continues from
 the checkpoint in ``config.out_dir``; the losses then are those of an uninterrupted
-run (on a CPU, bit for bit).
+run (on a CPU, bit for bit), logged history included.
+
+A run holds a lock on ``config.out_dir`` (checked writable before any work), and
+stops with :class:`TrainingDiverged` when the loss stops being a finite number,
+leaving the last good checkpoint as it was.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,11 +33,12 @@ import torch
 
 from minigpt2.model import GPT, GPTConfig
 from minigpt2.train import distributed
-from minigpt2.train.checkpoint import load_checkpoint, restore, save_checkpoint
+from minigpt2.train.checkpoint import OutDirError, load_checkpoint, out_dir_lock, restore, save_checkpoint
 from minigpt2.train.config import TrainConfig
 from minigpt2.train.dataset import Batches, TokenData, eval_batches, load_tokens
-from minigpt2.train.mfu import model_flops_per_token, peak_flops
+from minigpt2.train.mfu import model_flops_per_token, peak_flops, refresh_peak
 from minigpt2.train.optim import WarmupCosine, clip_grad_norm, make_optimizer
+from minigpt2.train.progress import progress_bar
 from minigpt2.utils import set_seed
 
 CHECKPOINT_NAME = "ckpt.safetensors"
@@ -42,8 +48,8 @@ MODEL_SHAPE_FIELDS = ("tokenizer", "dataset", "n_layer", "n_head", "n_embd", "bl
 @dataclass
 class History:
     """What a run measured: ``train`` rows every ``log_interval`` steps
-    (step, train_loss averaged over the interval, lr, tokens_per_s, mfu) and ``val``
-    rows at every evaluation (step, val_loss)."""
+    (step, train_loss averaged over the interval, lr, tokens_per_s, flops_per_s, mfu) and
+    ``val`` rows at every evaluation (step, val_loss)."""
 
     train: list[dict] = field(default_factory=list)
     val: list[dict] = field(default_factory=list)
@@ -69,6 +75,8 @@ class TrainResult:
     step: int  # optimizer steps done
     checkpoint: Path | None  # where the last checkpoint was written (None on ranks other than 0)
     config: TrainConfig
+    peak_flops: float = float("nan")  # the FLOP/s that MFU is a fraction of (all processes together)
+    peak_source: str = ""  # where that figure comes from
 
     @property
     def val_loss(self) -> float | None:
@@ -122,6 +130,20 @@ def checkpoint_path(config: TrainConfig) -> Path:
     return Path(config.out_dir) / CHECKPOINT_NAME
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss (or the weights) stopped being finite; the last good checkpoint is kept."""
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None):
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
+
+DIVERGENCE_ADVICE = (
+    "This usually means the learning rate is too high (try a tenth of --lr), the warm-up too short "
+    "(--warmup-iters), clipping switched off (--grad-clip 0), or damaged weights resumed from"
+)
+
+
 def train(
     config: TrainConfig,
     *,
@@ -143,7 +165,9 @@ def train(
     config.validate()
     info = distributed.setup(config.device)
     try:
-        return _train(config, info, resume, until_step, callback, data)
+        # One run per folder, and a folder that cannot be written is found before any work is done.
+        with out_dir_lock(config.out_dir) if info.is_main else nullcontext():
+            return _train(config, info, resume, until_step, callback, data)
     finally:
         distributed.teardown()
 
@@ -165,13 +189,14 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     schedule = WarmupCosine(config.lr, config.min_lr, config.warmup_iters, config.max_iters)
     torch.manual_seed(config.seed + info.rank)  # dropout masks differ between processes
 
-    step, history = 0, History()
+    step, history, unlogged = 0, History(), {}
     ckpt_path = checkpoint_path(config)
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         check_resumable(ckpt.meta.get("config", {}), config)
         restore(ckpt, model, optimizer, restore_rng=True)
         step, history = ckpt.step, History.from_dict(ckpt.meta.get("history", {}))
+        unlogged = ckpt.meta.get("history", {}).get("unlogged", {})  # the steps since the last logged row
         if info.rank:
             torch.manual_seed(config.seed + info.rank + step)  # the saved RNG state is rank 0's
 
@@ -183,8 +208,8 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     train_model = torch.compile(model) if config.compile else model
     train_model = distributed.wrap(train_model, info)
     flops_per_token = model_flops_per_token(model)
-    peak, _ = peak_flops(device, dtype) if info.is_main else (float("nan"), "")
-    total_peak = peak * info.world_size  # every process has a device like this one
+    peak, peak_source = peak_flops(device, dtype) if info.is_main else (float("nan"), "")
+    measured_peak = peak_source.startswith("measured")
     tokens_per_step = config.tokens_per_step * info.world_size
 
     def meta() -> dict:
@@ -193,30 +218,56 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
             "model_config": model.config.to_dict(),
             "scheduler": schedule.state_dict(),
             "tokenizer": data.tokenizer_meta,
-            "history": history.to_dict(),
+            # the part of the interval not logged yet goes along, so a resumed run logs what an uninterrupted one does
+            "history": {**history.to_dict(), "unlogged": {"loss_sum": loss_sum.item(), "steps": steps_in_interval}},
             "world_size": info.world_size,
         }
 
     saved: dict = {"step": step, "path": ckpt_path} if step else {}  # the last checkpoint written
 
+    def diverged(what: str, at_step: int) -> TrainingDiverged:
+        kept = (f"{saved['path']} still holds the last good checkpoint (step {saved['step']})" if saved
+                else "no checkpoint was written")
+        return TrainingDiverged(f"{what} at step {at_step}; training stopped, and {kept}. {DIVERGENCE_ADVICE}.",
+                                at_step, saved.get("path"))
+
+    def check_finite() -> None:
+        """Raise TrainingDiverged if a loss since the last check, or a weight, is not finite."""
+        bad_step = int(nonfinite_at.item())
+        if bad_step >= 0:
+            raise diverged("the training loss became nan or inf", bad_step)
+        if not torch.stack([p.isfinite().all() for p in model.parameters()]).all().item():
+            raise diverged("the weights became nan or inf", step)
+
     def save() -> None:
-        saved.update(step=step, path=save_checkpoint(ckpt_path, model, step, optimizer, meta()))
+        check_finite()  # a diverged model never overwrites the last good checkpoint
+        try:
+            saved.update(step=step, path=save_checkpoint(ckpt_path, model, step, optimizer, meta()))
+        except OSError as err:
+            raise OutDirError(f"could not write the checkpoint {ckpt_path} ({err.strerror or err}); "
+                              "the previous one, if any, is intact. Free some space or give another --out-dir") from None
 
     def evaluate_and_save() -> None:
+        nonlocal peak
         row = {"step": step, "val_loss": evaluate(model, val_batches, autocast)}
+        if not math.isfinite(row["val_loss"]):
+            check_finite()
+            raise diverged(f"the validation loss became {row['val_loss']}", step)
         history.val.append(row)
         bar.set_postfix_str(status(history), refresh=False)
         if callback:
             callback("val", row, model)
+        if measured_peak:  # one more look at the device's peak, while training is paused anyway
+            peak = max(peak, refresh_peak(device, dtype))
         if config.checkpoint_interval == 0 and step > 0:
             save()
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=stop, initial=step, disable=not (config.progress and info.is_main), unit="step", dynamic_ncols=True)
+    bar = progress_bar(total=stop, initial=step, enabled=config.progress and info.is_main)
     model.train()
-    loss_sum, steps_in_interval = torch.zeros((), device=device), 0
-    interval_start = time.perf_counter()
+    loss_sum = torch.tensor(float(unlogged.get("loss_sum", 0.0)), device=device)  # float32, as it was saved
+    steps_in_interval = int(unlogged.get("steps", 0))  # steps whose losses loss_sum holds
+    nonfinite_at = torch.full((), -1, dtype=torch.long, device=device)  # the first step with a nan/inf loss
+    timed_steps, interval_start = 0, time.perf_counter()  # for tokens/s, this process's own steps
     while True:
         due = step % config.eval_interval == 0 or step == config.max_iters
         if info.is_main and due and not (history.val and history.val[-1]["step"] == step):  # not twice on resume
@@ -241,22 +292,32 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         steps_in_interval += 1
-        bar.update(1)
+        timed_steps += 1
+        # once a loss is nan or inf, so is loss_sum until the next log: note the first such step, without a GPU sync
+        nonfinite_at = torch.where((nonfinite_at < 0) & ~torch.isfinite(loss_sum), step, nonfinite_at)
 
-        if step % config.log_interval == 0 or step == stop:
+        if step % config.log_interval == 0 or step == config.max_iters:
             distributed.average(loss_sum, info)  # the global batch's loss, not this process's share
+            mean_loss = loss_sum.item() / steps_in_interval  # .item() waits for the GPU
+            if not math.isfinite(mean_loss):  # every process sees the same average, so all of them stop
+                check_finite()
+                raise diverged("the training loss became nan or inf", step)
             if info.is_main:
                 elapsed = time.perf_counter() - interval_start
-                tokens_per_s = tokens_per_step * steps_in_interval / elapsed
-                row = {"step": step, "train_loss": loss_sum.item() / steps_in_interval,  # .item() waits for the GPU
-                       "lr": lr, "tokens_per_s": tokens_per_s, "mfu": tokens_per_s * flops_per_token / total_peak}
+                tokens_per_s = tokens_per_step * timed_steps / elapsed
+                flops_per_s = tokens_per_s * flops_per_token
+                if flops_per_s / info.world_size > peak:  # the device evidently reaches this: MFU never exceeds 1
+                    peak, peak_source = flops_per_s / info.world_size, f"the best rate this run reached on {device.type.upper()}, above its measured matmul peak"
+                row = {"step": step, "train_loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s,
+                       "flops_per_s": flops_per_s, "mfu": flops_per_s / (peak * info.world_size)}
                 history.train.append(row)
                 bar.set_postfix_str(status(history), refresh=False)
                 if callback:
                     callback("train", row, model)
             loss_sum.zero_()
-            steps_in_interval = 0
+            steps_in_interval = timed_steps = 0
             interval_start = time.perf_counter()
+        bar.update(1)
         if info.is_main and config.checkpoint_interval and step % config.checkpoint_interval == 0:
             paused = time.perf_counter()
             save()
@@ -267,7 +328,8 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
         save()
     model.eval()
     return TrainResult(model=model, tokenizer=data.tokenizer, history=history, step=step,
-                       checkpoint=saved.get("path"), config=config)
+                       checkpoint=saved.get("path"), config=config,
+                       peak_flops=peak * info.world_size, peak_source=peak_source)
 
 
 def status(history: History) -> str:
@@ -290,4 +352,7 @@ def check_resumable(saved: dict, config: TrainConfig) -> None:
             )
 
 
-__all__ = ["train", "TrainResult", "History", "evaluate", "resolve_dtype", "model_config", "checkpoint_path", "CHECKPOINT_NAME"]
+__all__ = [
+    "train", "TrainResult", "TrainingDiverged", "History", "evaluate", "resolve_dtype", "model_config", "checkpoint_path",
+    "CHECKPOINT_NAME",
+]

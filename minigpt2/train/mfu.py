@@ -17,6 +17,14 @@ FLOPs per token of training (PaLM, appendix B; nanoGPT's ``estimate_mfu``)::
 The peak: a table of published dense bf16 figures for data-centre GPUs, and otherwise
 a measurement — the best rate of large square matrix products on the device itself,
 which is what a CPU or an unlisted GPU can really do.
+
+A measurement is only as good as the moment it was taken: on a busy machine one
+timing can come out at a third of the device's real rate, and MFU against it above
+100 %. So the measured peak is the best of many rounds, it is measured again now and
+then during a run (:func:`refresh_peak`, while evaluation pauses training) and only
+ever goes up, and the training loop raises it to the rate training itself reached if
+that was higher: MFU never exceeds 1, and the figure it is a fraction of is reported
+with it.
 """
 
 from __future__ import annotations
@@ -62,18 +70,27 @@ def known_peak_flops(device_name: str, dtype: torch.dtype) -> float | None:
     return None
 
 
-_measured: dict[tuple[str, torch.dtype], float] = {}
+_measured: dict[tuple[str, torch.dtype], float] = {}  # the best rate seen so far, per device and dtype
+_measured_at: dict[tuple[str, torch.dtype], float] = {}  # when it was last measured (time.monotonic())
 
 
-def measure_matmul_flops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, size: int | None = None, repeats: int = 5) -> float:
-    """The best FLOP/s of ``size × size`` matrix products on ``device`` (cached per device and dtype).
+def measure_matmul_flops(
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    size: int | None = None,
+    repeats: int = 10,
+    refresh: bool = False,
+) -> float:
+    """The best FLOP/s of ``size × size`` matrix products on ``device``.
 
-    The best of several timings, not the mean: the machine's peak is what it reaches
-    when nothing else gets in the way.
+    The best of ``repeats`` timings, not the mean: the machine's peak is what it reaches
+    when nothing else gets in the way. With the default size, the result is the best of
+    every measurement this process made on that device and dtype: later calls return it
+    without measuring, unless ``refresh``, which measures again and keeps the higher figure.
     """
     device = torch.device(device)
     key = (str(device), dtype)
-    if key in _measured and size is None:
+    if key in _measured and size is None and not refresh:
         return _measured[key]
     n = size or (1024 if device.type == "cpu" else 8192)
     generator = torch.Generator(device=device).manual_seed(0)  # leaves the global generator (dropout's) alone
@@ -92,8 +109,17 @@ def measure_matmul_flops(device: torch.device | str = "cpu", dtype: torch.dtype 
             best = min(best, elapsed)
     flops = 2.0 * n**3 / best
     if size is None:
-        _measured[key] = flops
+        flops = max(flops, _measured.get(key, 0.0))
+        _measured[key], _measured_at[key] = flops, time.monotonic()
     return flops
+
+
+def refresh_peak(device: torch.device | str, dtype: torch.dtype = torch.float32, every_s: float = 30.0) -> float:
+    """The best measured peak so far, measured once more if the last measurement is older than ``every_s``."""
+    device = torch.device(device)
+    key = (str(device), dtype)
+    stale = time.monotonic() - _measured_at.get(key, float("-inf")) > every_s
+    return measure_matmul_flops(device, dtype, repeats=2, refresh=stale)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -130,6 +156,7 @@ __all__ = [
     "model_flops_per_token",
     "known_peak_flops",
     "measure_matmul_flops",
+    "refresh_peak",
     "peak_flops",
     "mfu",
 ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 import torch
 
 from minigpt2.model import GPT, GPTConfig
 from minigpt2.train.checkpoint import CheckpointError, load_checkpoint, restore
+from minigpt2.sampling import TextAssembler, _token_bytes, generate_tokens
 from minigpt2.train.dataset import tokenizer_from_meta
 
 
@@ -44,4 +46,64 @@ def generate_text(
     return [tokenizer.decode([i for i in row.tolist() if vocab is None or i < vocab]) for row in out]
 
 
-__all__ = ["load_model", "generate_text"]
+def encode_prompt(tokenizer, prompt: str, allow_special: bool = False) -> list[int]:
+    """The ids of a prompt typed on a command line, or a ValueError that says what to change in it."""
+    raw = prompt.encode("utf-8", "surrogateescape")  # a shell passes bytes that are not UTF-8 as lone surrogates
+    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in prompt):
+        invalid = [ord(ch) - 0xDC00 for ch in prompt if 0xDC80 <= ord(ch) <= 0xDCFF]
+        position = raw.index(bytes([invalid[0]]))
+        raise ValueError(
+            f"--prompt is not valid UTF-8: the bytes {' '.join(f'0x{b:02x}' for b in invalid[:8])} (the first at byte "
+            f"{position}) are no character; give the prompt in UTF-8 (check the terminal's or the file's encoding)"
+        )
+    chars = getattr(tokenizer, "chars", None)
+    if chars is not None:  # a character-level model knows only the characters of its corpus
+        unknown = sorted(set(prompt) - set(chars))
+        if unknown:
+            raise ValueError(
+                f"--prompt has characters this model never saw: {''.join(unknown)!r}; a character-level model knows only "
+                f"the {len(chars)} characters of its training text: {''.join(chars)!r}"
+            )
+    special = getattr(tokenizer, "special_tokens", None) or {}
+    if any(token in prompt for token in special) and not allow_special:
+        token = next(token for token in special if token in prompt)
+        raise ValueError(f"--prompt contains {token}; add --allow-special to read it as the end-of-text token, "
+                         "or leave it out")
+    ids = list(tokenizer.encode(prompt, allowed_special="all") if special else tokenizer.encode(prompt))
+    if not ids:
+        raise ValueError("the prompt encodes to no tokens; give at least one character, e.g. --prompt $'\\n'")
+    return ids
+
+
+def stream_sample(
+    model: GPT,
+    tokenizer,
+    ids: list[int],
+    max_new_tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> Iterator[str]:
+    """The continuation of ``ids`` as text, piece by piece while it is generated (torch's global generator draws).
+
+    ``<|endoftext|>`` is shown as such; ids beyond the tokenizer's (a padded vocabulary's
+    extra rows, which no text has) are skipped."""
+    device = next(model.parameters()).device
+    names = {i: text for text, i in (getattr(tokenizer, "special_tokens", None) or {}).items()}
+    assembler = TextAssembler()
+    idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+    for next_id in generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p):
+        token = int(next_id)
+        try:
+            data = names[token].encode() if token in names else _token_bytes(tokenizer, token)
+        except ValueError:  # an id of the padding
+            continue
+        piece = assembler.feed(data)
+        if piece:
+            yield piece
+    piece = assembler.feed(b"", final=True)
+    if piece:
+        yield piece
+
+
+__all__ = ["load_model", "generate_text", "encode_prompt", "stream_sample"]
