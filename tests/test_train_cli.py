@@ -104,7 +104,8 @@ def test_sample_prompt_outside_the_vocabulary_is_a_one_line_error(tmp_path, caps
     main([*SMALL, "--max-iters", "1", "--out-dir", str(tmp_path)])
     capsys.readouterr()
     line = one_line_error(capsys, sample_main(["--checkpoint", str(tmp_path / "ckpt.safetensors"), "--prompt", "日本"]))
-    assert "not in this tokenizer's vocabulary" in line
+    assert "--prompt has characters this model never saw: '日本'" in line
+    assert "the 65 characters of its training text" in line and "ABCDEFGHIJKLMNOPQRSTUVWXYZ" in line
 
 
 def test_help_exits_cleanly(capsys):

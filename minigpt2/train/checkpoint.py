@@ -397,6 +397,12 @@ def restore(
     The optimizer keeps its own implementation choice (``fused`` / ``foreach``), so a
     checkpoint written on a GPU resumes on a CPU and the other way round.
     """
+    broken = sorted(name for name, t in checkpoint.model_state.items() if t.is_floating_point() and not t.isfinite().all())
+    if broken:
+        raise CheckpointError(
+            f"the checkpoint's weights hold nan or inf ({broken[0]}{' and others' if len(broken) > 1 else ''}): the run "
+            "that wrote it had diverged. Use an earlier copy, or train afresh in another folder"
+        )
     try:
         model.load_state_dict(checkpoint.model_state, strict=True)
     except RuntimeError as err:
