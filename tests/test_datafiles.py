@@ -118,3 +118,43 @@ def test_unknown_names_are_errors():
         load_text("war-and-peace")
     with pytest.raises(DataFileError, match="known"):
         locate("nope")
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_data_dir_that_is_not_a_folder_says_so(isolated, monkeypatch, kind):
+    target = isolated / "no-such-folder"
+    if kind == "a file":
+        target.write_text("")
+    real_copy(isolated / "cache" / "minigpt2")  # the cache holds a copy: it is not quietly used instead
+    monkeypatch.setenv("MINIGPT2_DATA_DIR", str(target))
+    with pytest.raises(DataFileError) as err:
+        load_text("tinyshakespeare")
+    expected = "does not exist" if kind == "missing" else "is a file, not a folder"
+    assert f"MINIGPT2_DATA_DIR is set to {target}, which {expected}" in str(err.value)
+
+
+@pytest.mark.parametrize("damage, detail", [("truncate", "rejected as truncated"), ("flip", "rejected as corrupted")])
+def test_doctor_reports_a_rejected_file_as_rejected_not_as_missing(isolated, monkeypatch, damage, detail):
+    from minigpt2.doctor import diagnose
+
+    copy = real_copy(isolated / "datadir")
+    data = bytearray(copy.read_bytes())
+    if damage == "truncate":
+        data = data[:1000]
+    else:
+        data[500] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    monkeypatch.setenv("MINIGPT2_DATA_DIR", str(copy.parent))
+    finding = next(f for f in diagnose() if f.what == SHAKESPEARE.filename)
+    assert not finding.ok
+    assert finding.detail == f"found at {copy} but {detail}"
+    assert "not found" not in finding.detail and "Delete it" in finding.advice
+
+
+def test_doctor_reports_a_data_dir_that_does_not_exist(isolated, monkeypatch):
+    from minigpt2.doctor import diagnose
+
+    monkeypatch.setenv("MINIGPT2_DATA_DIR", str(isolated / "typo"))
+    finding = next(f for f in diagnose() if f.what == SHAKESPEARE.filename)
+    assert not finding.ok and finding.detail == "MINIGPT2_DATA_DIR does not name a folder"
+    assert "does not exist" in finding.advice
