@@ -200,6 +200,9 @@ def checkpoint(tmp_path_factory):
     (["--max-new-tokens", "1000000000"], "--max-new-tokens should be between 0 and 100,000, got 1,000,000,000"),
     (["--max-new-tokens", "-1"], "--max-new-tokens should be between 0 and 100,000"),
     (["--num-samples", "0"], "--num-samples should be at least 1"),
+    (["--top-k", "0"], "--top-k should be at least 1"),
+    (["--top-p", "1.5"], "--top-p should be in (0, 1]"),
+    (["--temperature", "-1"], "--temperature should be 0 (greedy) or more"),
     (["--prompt", "ab\udcff\udcfe"], "--prompt is not valid UTF-8: the bytes 0xff 0xfe (the first at byte 2)"),
 ])
 def test_bad_sample_requests_are_refused_before_any_output(checkpoint, capsys, argv, words):

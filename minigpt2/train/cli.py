@@ -222,6 +222,12 @@ def sample_main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--max-new-tokens should be between 0 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens:,}")
         if args.num_samples < 1:
             raise ValueError(f"--num-samples should be at least 1, got {args.num_samples}")
+        if not args.temperature >= 0:
+            raise ValueError(f"--temperature should be 0 (greedy) or more, got {args.temperature}")
+        if args.top_k is not None and args.top_k < 1:
+            raise ValueError(f"--top-k should be at least 1 (or left out to keep every token), got {args.top_k}")
+        if args.top_p is not None and not 0 < args.top_p <= 1:
+            raise ValueError(f"--top-p should be in (0, 1] (or left out to keep every token), got {args.top_p}")
         path = args.checkpoint or Path(preset(args.preset).out_dir) / "ckpt.safetensors"
         if not path.is_file():
             raise ValueError(f"no checkpoint at {path}; train one first (minigpt2 train --preset {args.preset}), "
@@ -232,7 +238,7 @@ def sample_main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)
         pieces = [stream_sample(model, tokenizer, ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p)
                   for _ in range(args.num_samples)]  # generators: nothing is drawn before it is printed
-        first = next(pieces[0], "")  # bad --top-k / --top-p / --temperature surface here, before any output
+        first = next(pieces[0], "")  # the first step runs before any output, so its errors come first
     except SystemExit as done:  # --help
         return int(done.code or 0)
     except (UsageError, ValueError) as err:  # CheckpointError is a ValueError

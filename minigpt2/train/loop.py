@@ -226,6 +226,7 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     saved: dict = {"step": step, "path": ckpt_path} if step else {}  # the last checkpoint written
 
     def diverged(what: str, at_step: int) -> TrainingDiverged:
+        bar.close()
         kept = (f"{saved['path']} still holds the last good checkpoint (step {saved['step']})" if saved
                 else "no checkpoint was written")
         return TrainingDiverged(f"{what} at step {at_step}; training stopped, and {kept}. {DIVERGENCE_ADVICE}.",
@@ -307,7 +308,8 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
                 tokens_per_s = tokens_per_step * timed_steps / elapsed
                 flops_per_s = tokens_per_s * flops_per_token
                 if flops_per_s / info.world_size > peak:  # the device evidently reaches this: MFU never exceeds 1
-                    peak, peak_source = flops_per_s / info.world_size, f"the best rate this run reached on {device.type.upper()}, above its measured matmul peak"
+                    peak = flops_per_s / info.world_size
+                    peak_source = f"the best rate this run reached on the {device.type.upper()}, above its measured matmul peak"
                 row = {"step": step, "train_loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s,
                        "flops_per_s": flops_per_s, "mfu": flops_per_s / (peak * info.world_size)}
                 history.train.append(row)
