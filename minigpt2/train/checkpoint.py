@@ -37,6 +37,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,8 +215,11 @@ def remove_leftovers(directory: Path) -> list[Path]:
 
 def _looks_like_safetensors(path: Path) -> bool:
     """A safetensors file starts with its header's length (8 bytes) and the header's '{'."""
-    with open(path, "rb") as f:
-        return f.read(9)[8:] == b"{"
+    try:
+        with open(path, "rb") as f:
+            return f.read(9)[8:] == b"{"
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- one run per folder
@@ -269,8 +273,8 @@ def _acquire(path: Path) -> int:
                 f"cannot write in the checkpoint folder {path.parent} ({err.strerror}); give another --out-dir"
             ) from None
         try:
-            _lock(fd)
-        except OSError:
+            _lock(fd, path)
+        except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
             raise OutDirError(
@@ -285,7 +289,8 @@ def _acquire(path: Path) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)
-    holder = f"process {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv) or 'python'}), since {time.strftime('%H:%M:%S')}"
+    command = " ".join(sys.argv).replace("\n", " ") or "python"
+    holder = f"process {os.getpid()} on {socket.gethostname()} ({command}), since {time.strftime('%H:%M:%S')}"
     os.ftruncate(fd, 0)
     os.write(fd, holder.encode("utf-8", "replace"))
     return fd
@@ -304,9 +309,12 @@ if os.name == "nt":  # pragma: no cover - Windows
 
     _LOCKED_BYTE = 1 << 20  # past the holder's text, which stays readable
 
-    def _lock(fd: int) -> None:
+    def _lock(fd: int, path: Path) -> None:
         os.lseek(fd, _LOCKED_BYTE, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as err:  # held by another process
+            raise BlockingIOError(str(err)) from None
 
     def _release(fd: int, path: Path) -> None:
         os.close(fd)  # releases the lock; Windows removes no open file
@@ -317,8 +325,13 @@ if os.name == "nt":  # pragma: no cover - Windows
 else:
     import fcntl
 
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    def _lock(fd: int, path: Path) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another process holds it
+        except BlockingIOError:
+            raise
+        except OSError as err:  # a file system without locks (some network mounts): run, unguarded
+            warnings.warn(f"cannot lock {path} ({err.strerror}): nothing stops a second run from using its folder", stacklevel=4)
 
     def _release(fd: int, path: Path) -> None:
         path.unlink(missing_ok=True)  # before the lock goes: a waiting run then sees the file gone and retries
