@@ -69,18 +69,23 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Keep the smallest set of likeliest tokens whose total probability reaches ``p``
-    (the nucleus), set the others to -inf.
+    (the nucleus), set the others to -inf. The same set as transformers' ``TopPLogitsWarper``.
 
-    logits: (..., V). Going down the tokens from the likeliest, a token is kept when the
-    tokens before it have not yet reached ``p``: so the token that crosses ``p`` (the
-    boundary token) is kept, and the likeliest token always is. ``p = 1`` keeps every token.
+    logits: (..., V). The set is found from the bottom, as transformers does: sort the tokens
+    from the least likely up, and drop them while their accumulated probability (this token's
+    and every less likely one's) is at most ``1 - p``; what is left holds at least ``p``. So
+    the token that crosses ``p`` (the boundary token) is kept, the likeliest token always is,
+    and a token exactly at the boundary (the ones dropped sum to exactly ``1 - p`` in the
+    logits' dtype) is dropped. ``p = 1`` drops only tokens of probability exactly 0.
+
+    Ties: tokens of equal probability are taken in the order ``torch.sort(logits)`` (ascending,
+    its default, not stable) puts them, the one transformers uses; when a tie straddles the
+    boundary, those it places first are dropped and those after it kept.
     """
-    if p >= 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V) each
-    sorted_probs = sorted_logits.softmax(dim=-1)  # (..., V)
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # (..., V): probability of the likelier tokens
-    drop_sorted = mass_before >= p  # (..., V), in sorted order
+    sorted_logits, order = torch.sort(logits, dim=-1)  # (..., V) each, least likely first
+    mass_so_far = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (..., V): this token and all less likely
+    drop_sorted = mass_so_far <= 1 - p  # (..., V), in sorted order; 1 - p is compared in the logits' dtype
+    drop_sorted[..., -1] = False  # the likeliest token stays, whatever p
     drop = drop_sorted.scatter(-1, order, drop_sorted)  # (..., V), back in vocabulary order
     return logits.masked_fill(drop, float("-inf"))
 
