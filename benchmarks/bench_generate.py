@@ -11,6 +11,11 @@ a 20-token prompt and 200 new tokens, on ``--threads`` CPU threads (2 by default
 * ``GPT.generate(use_cache=False)``: the whole context through the model every step
   (target: the cached path at least 5× faster).
 
+``--batch 8``: instead, a batch of 8 prompts of different lengths (``--prompt`` the longest),
+left-padded, with its attention mask, greedy: ``GPT.generate(..., attention_mask=mask)`` with the
+cache against ``GPT2LMHeadModel.generate(..., attention_mask=mask)``; the tokens must be
+identical, and tokens/s counts every row's new tokens.
+
 The three must produce identical tokens (checked every round). The rounds interleave the
 three, and the ratios are taken within a round, then their median reported, so that the
 load of a shared machine, which moves from minute to minute, weighs on both sides of a ratio.
@@ -88,6 +93,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--preset", default="gpt2", help="model shape (a GPTConfig preset)")
     parser.add_argument("--skip-uncached", action="store_true", help="leave out the slow uncached path")
+    parser.add_argument("--batch", type=int, default=1, help="above 1: a left-padded batch of prompts of different lengths")
     args = parser.parse_args()
 
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -100,6 +106,8 @@ def main() -> None:
     hf_config = {k: v for k, v in config_to_hf(config).items() if k not in ("bos_token_id", "eos_token_id")}
     hf = GPT2LMHeadModel(GPT2Config(**hf_config)).eval()  # no end-of-text token: all tokens are generated
     hf.load_state_dict(to_hf_state_dict(ours), strict=False)
+    if args.batch > 1:
+        return batched(args, ours, hf, transformers_version)
     idx = torch.randint(0, config.vocab_size, (1, args.prompt), generator=torch.Generator().manual_seed(0))
     n = args.new_tokens
 
@@ -155,6 +163,47 @@ def main() -> None:
           f"cached path at {statistics.median(cached) * floor:.0%} of it (median)")
     print(f"1.5× transformers ({hf_median:.2f} tokens/s, median) would be {1.5 * hf_median:.1f} tokens/s: "
           f"{1.5 * hf_median / bound:.0%} of the bandwidth bound, {1.5 * hf_median * floor:.0%} of the matrix-product floor")
+
+
+def batched(args, ours: GPT, hf, transformers_version: str) -> None:
+    """A left-padded batch of ``args.batch`` prompts of different lengths, ours and transformers' in turn."""
+    g = torch.Generator().manual_seed(0)
+    B, T, n = args.batch, args.prompt, args.new_tokens
+    lengths = torch.linspace(max(1, T // 3), T, B).round().long().tolist()  # e.g. 7 … 20 tokens
+    idx = torch.zeros(B, T, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        idx[row, T - length :] = torch.randint(0, ours.config.vocab_size, (length,), generator=g)
+        mask[row, T - length :] = 1
+    runs = {
+        "transformers generate (cache, mask)": lambda: hf.generate(
+            idx, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, use_cache=True
+        ),
+        "GPT.generate (cache, mask)": lambda: ours.generate(idx, n, temperature=0, use_cache=True, attention_mask=mask),
+    }
+    with torch.inference_mode():
+        for fn in runs.values():  # warm-up
+            fn()
+        speeds: dict[str, list[float]] = {name: [] for name in runs}
+        for r in range(args.rounds):
+            outputs = {}
+            for name, fn in runs.items():
+                speed, outputs[name] = tokens_per_second(fn, B * n)
+                speeds[name].append(speed)
+            assert torch.equal(*outputs.values()), "ours and transformers disagree on the tokens"
+            print(f"round {r + 1}: " + ", ".join(f"{name} {s[-1]:.2f} tok/s" for name, s in speeds.items()), flush=True)
+    ratios = [o / h for o, h in zip(*reversed(list(speeds.values())))]
+    print()
+    print(f"torch {torch.__version__}, transformers {transformers_version}, Python {platform.python_version()}, "
+          f"{args.threads} threads, {ours.config.n_layer} layers × {ours.config.n_embd}, {ours.num_params():,} parameters")
+    print(f"batch {B}, prompts of {lengths} tokens left-padded to {T}, {n} new tokens each, greedy, float32; "
+          "tokens identical")
+    print()
+    print("| path | tokens/s, all rows (median of rounds) | best | compared |")
+    print("|---|---|---|---|")
+    for name, s in speeds.items():
+        compared = f"{statistics.median(ratios):.2f}× transformers (median of per-round ratios)" if name.startswith("GPT") else ""
+        print(f"| {name} | {statistics.median(s):.2f} | {max(s):.2f} | {compared} |")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ Measures, on all of tinyshakespeare (1.1 MB):
   chunk already seen); the ids are checked to be identical;
 * building ``gpt2_tokenizer()`` (recovering 50,000 merges from the ranks file).
 
+``--long-chunks``: instead, one long chunk (``"x" * n``, a single pre-split chunk) encoded by a
+fresh ``gpt2_tokenizer()`` and by tiktoken, alternating, for n up to 1,000,000 (ids checked
+identical); the time per byte stays flat when encoding is linear. The quadratic short loop
+(``merge_short``, used below 48 bytes) is timed on the same chunk up to 40,000 for comparison.
+
 Every figure is given as wall-clock time and as CPU time of this process: on a
 shared machine other processes stretch the wall clock, while CPU time stays close
 to what an idle machine would show. Each is the median of ``--repeats`` runs; the
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 
 from minigpt2.data import load_text
 from minigpt2.tokenizer import BPETokenizer, gpt2_tokenizer, tiktoken_gpt2
+from minigpt2.tokenizer.base import merge_short
 from minigpt2.tokenizer.gpt2 import _gpt2_merges
 from minigpt2.tokenizer.simple import train_simple
 
@@ -55,7 +61,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--simple-merges", type=int, default=8, help="merges of the plain trainer to time (scaled to 256)")
     parser.add_argument("--full-simple", action="store_true", help="run the plain trainer for all 256 merges (minutes)")
+    parser.add_argument("--long-chunks", action="store_true", help="time one long chunk against tiktoken instead")
     args = parser.parse_args()
+    if args.long_chunks:
+        return long_chunks(args.repeats)
 
     text = load_text("tinyshakespeare")
     reference = tiktoken_gpt2()
@@ -109,6 +118,34 @@ def main() -> None:
     print("| what | wall | CPU | compared | target |\n|---|---|---|---|---|")
     for what, timing, compared, target in rows:
         print(f"| {what} | {timing.wall:.3g} s | {timing.cpu:.3g} s | {compared} | {target} |")
+
+
+def long_chunks(repeats: int) -> None:
+    reference = tiktoken_gpt2()
+    template = gpt2_tokenizer()
+    print("| chunk | ours | tiktoken | ours / tiktoken | ours per byte | quadratic loop (`merge_short`) |")
+    print("|---|---|---|---|---|---|")
+    for n in (10_000, 40_000, 100_000, 1_000_000):
+        text = "x" * n
+        ours, theirs, ratios = [], [], []
+        for _ in range(repeats if n < 1_000_000 else max(1, repeats // 2)):
+            t_ref, expected = timed(reference.encode, text)
+            t_ours, ids = timed(gpt2_tokenizer().encode, text)  # fresh: the chunk is not remembered
+            assert ids == expected, "gpt2_tokenizer() and tiktoken disagree"
+            theirs.append(t_ref)
+            ours.append(t_ours)
+            ratios.append(t_ours.cpu / max(t_ref.cpu, 1e-9))
+        quadratic = ""
+        if n <= 40_000:
+            chunk_ids = list(text.encode().translate(template._byte_table))
+            t_quad, quad_ids = timed(merge_short, chunk_ids, template._ranks)
+            assert quad_ids == expected
+            quadratic = f"{t_quad.cpu:.3g} s"
+        o, r = median(ours), median(theirs)
+        print(f"| `'x' * {n:,}` | {o.cpu:.3g} s | {r.cpu:.3g} s | {statistics.median(ratios):.1f}× | "
+              f"{o.cpu / n * 1e6:.2f} µs | {quadratic} |", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nCPU times of this process, medians of {repeats} alternating repeats; load average {load:.1f} at the end")
 
 
 if __name__ == "__main__":
