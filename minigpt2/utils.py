@@ -11,11 +11,16 @@ from pathlib import Path
 import torch
 
 QUICK_ENV = "MINIGPT2_QUICK"
+LOCAL_ENV = "MINIGPT2_LOCAL_MODELS"  # set: the lessons run their local model even where GPT-2's weights are cached
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def quick_mode() -> bool:
     """True when ``MINIGPT2_QUICK`` is set (CI sets it): long cells shrink their work."""
-    return os.environ.get(QUICK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return _flag(QUICK_ENV)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -62,6 +67,7 @@ class ModelChoice:
     model: object
     pretrained: bool
     reason: str
+    directory: Path | None = None  # the checkpoint's folder on the real path (transformers can read it too)
 
     def __str__(self) -> str:
         return self.reason
@@ -85,24 +91,28 @@ def cached_checkpoint(name: str = "gpt2") -> Path | None:
 def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say: Callable[[str], None] | None = print) -> ModelChoice:
     """GPT-2's real weights where they can be had, else the model ``local()`` builds.
 
-    In this order: the Hugging Face cache (no network); a download when downloads are
-    allowed (``MINIGPT2_OFFLINE`` unset); otherwise, or when the download fails, ``local()``.
-    ``say`` gets one line saying which model runs and why (None: say nothing); the lessons
-    print it, so a reader of their outputs knows which one they are looking at.
+    In this order: ``local()`` when ``MINIGPT2_LOCAL_MODELS`` is set (the test suite sets it,
+    so that the lessons' committed outputs are what it checks on any machine); the Hugging
+    Face cache (no network); a download when downloads are allowed (``MINIGPT2_OFFLINE``
+    unset); otherwise, or when the download fails, ``local()``. ``say`` gets one line saying
+    which model runs and why (None: say nothing); the lessons print it, so a reader of their
+    outputs knows which one they are looking at.
     """
     from minigpt2.datafiles import offline
     from minigpt2.hf import CheckpointError, download, load_dir
 
-    directory = cached_checkpoint(name)
-    if directory is not None:
-        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face cache ({directory})")
+    directory = None if _flag(LOCAL_ENV) else cached_checkpoint(name)
+    if _flag(LOCAL_ENV):
+        choice = ModelChoice(local(), False, f"{LOCAL_ENV}=1: using the small local model, not {name}'s real weights")
+    elif directory is not None:
+        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face cache ({directory})", directory)
     elif not offline():
         try:
             directory = download(name)
         except CheckpointError as err:
             choice = ModelChoice(local(), False, f"{name} could not be had ({err}); using the small local model instead")
         else:
-            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, downloaded to {directory}")
+            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, downloaded to {directory}", directory)
     else:
         choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and downloads are off "
                              f"(MINIGPT2_OFFLINE=1); using the small local model instead")

@@ -21,6 +21,7 @@ def local():
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
     """An empty Hugging Face cache; downloads fail loudly if anything asks for one."""
+    monkeypatch.delenv("MINIGPT2_LOCAL_MODELS", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
     calls = []
@@ -50,9 +51,10 @@ def test_weights_in_the_cache_are_used_even_offline(hub_cache, monkeypatch):
     saved = GPT(TINY)
     snapshot = put_in_cache(cache, saved)
     assert cached_checkpoint("gpt2") == snapshot
+    monkeypatch.setenv("MINIGPT2_LOCAL_MODELS", "0")
     lines = []
     choice = pretrained_or_local(local, say=lines.append)
-    assert choice.pretrained and isinstance(choice.model, GPT) and not choice.model.training
+    assert choice.pretrained and isinstance(choice.model, GPT) and not choice.model.training and choice.directory == snapshot
     idx = torch.randint(0, 64, (1, 8))
     torch.testing.assert_close(choice.model(idx)[0], saved.eval()(idx)[0], rtol=0, atol=0)
     assert calls == [] and lines == [choice.reason] and "real weights" in lines[0] and "cache" in lines[0]
@@ -92,3 +94,11 @@ def test_half_a_checkpoint_in_the_cache_is_not_used(hub_cache, monkeypatch):
     (snapshot / hf.WEIGHTS_FILE).unlink()  # an interrupted download: config.json alone
     assert cached_checkpoint("gpt2") is None
     assert not pretrained_or_local(local, say=None).pretrained
+
+
+def test_the_local_models_flag_wins_over_the_cache(hub_cache, monkeypatch):
+    cache, calls = hub_cache
+    put_in_cache(cache, GPT(TINY))
+    monkeypatch.setenv("MINIGPT2_LOCAL_MODELS", "1")
+    choice = pretrained_or_local(local, say=None)
+    assert choice.model == "the local model" and calls == [] and "MINIGPT2_LOCAL_MODELS=1" in choice.reason
