@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml
 # JupyterLab refuses to start as root (containers often run as root) unless told it may.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# The repository root is JupyterLab's root, so exercises/ and solutions/ are a click away; lesson 00 opens first.
+# The committed notebooks are trusted first: JupyterLab shows a notebook's saved widgets only when it is trusted.
+COURSE_START := notebooks/00_welcome.ipynb
+
 course: setup
-	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/00_welcome.ipynb
+	$(VENV)/bin/jupyter trust notebooks/*.ipynb exercises/*.ipynb solutions/*.ipynb
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(COURSE_START)
 
 test: setup
 	MINIGPT2_QUICK=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -1,18 +1,26 @@
-"""Small helpers every lesson uses: quick mode, the device, seeding."""
+"""Small helpers every lesson uses: quick mode, the device, seeding, and GPT-2's weights or a local model."""
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 QUICK_ENV = "MINIGPT2_QUICK"
+LOCAL_ENV = "MINIGPT2_LOCAL_MODELS"  # set: the lessons run their local model even where GPT-2's weights are cached
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def quick_mode() -> bool:
     """True when ``MINIGPT2_QUICK`` is set (CI sets it): long cells shrink their work."""
-    return os.environ.get(QUICK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return _flag(QUICK_ENV)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -47,3 +55,67 @@ def set_seed(seed: int) -> None:
     except ImportError:  # numpy is optional for the package itself
         pass
     torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- GPT-2's weights, or a local model
+
+
+@dataclass
+class ModelChoice:
+    """What :func:`pretrained_or_local` picked: the model, whether it is the real checkpoint, and why."""
+
+    model: object
+    pretrained: bool
+    reason: str
+    directory: Path | None = None  # the checkpoint's folder on the real path (transformers can read it too)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def cached_checkpoint(name: str = "gpt2") -> Path | None:
+    """The directory of hub checkpoint ``name`` in the Hugging Face cache, if both its
+    ``config.json`` and ``model.safetensors`` are there; None otherwise (never downloads)."""
+    from minigpt2.hf import CONFIG_FILE, HUB_ORGANISATION, WEIGHTS_FILE
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = [try_to_load_from_cache(f"{HUB_ORGANISATION}/{name}", filename) for filename in (CONFIG_FILE, WEIGHTS_FILE)]
+    if all(isinstance(path, str) and Path(path).is_file() for path in found):
+        return Path(found[0]).parent
+    return None
+
+
+def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say: Callable[[str], None] | None = print) -> ModelChoice:
+    """GPT-2's real weights where they can be had, else the model ``local()`` builds.
+
+    In this order: ``local()`` when ``MINIGPT2_LOCAL_MODELS`` is set (the test suite sets it,
+    so that the lessons' committed outputs are what it checks on any machine); the Hugging
+    Face cache (no network); a download when downloads are allowed (``MINIGPT2_OFFLINE``
+    unset); otherwise, or when the download fails, ``local()``. ``say`` gets one line saying
+    which model runs and why (None: say nothing); the lessons print it, so a reader of their
+    outputs knows which one they are looking at.
+    """
+    from minigpt2.datafiles import offline
+    from minigpt2.hf import CheckpointError, download, load_dir
+
+    directory = None if _flag(LOCAL_ENV) else cached_checkpoint(name)
+    if _flag(LOCAL_ENV):
+        choice = ModelChoice(local(), False, f"{LOCAL_ENV}=1: using the small local model, not {name}'s real weights")
+    elif directory is not None:
+        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face cache ({directory})", directory)
+    elif not offline():
+        try:
+            directory = download(name)
+        except CheckpointError as err:
+            choice = ModelChoice(local(), False, f"{name} could not be had ({err}); using the small local model instead")
+        else:
+            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, downloaded to {directory}", directory)
+    else:
+        choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and downloads are off "
+                             f"(MINIGPT2_OFFLINE=1); using the small local model instead")
+    if say is not None:
+        say(choice.reason)
+    return choice

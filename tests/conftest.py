@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Tests never touch the network.
 os.environ["MINIGPT2_OFFLINE"] = "1"
+# The lessons run their local models even where GPT-2's weights are cached, so their outputs are the committed ones.
+os.environ["MINIGPT2_LOCAL_MODELS"] = "1"
 # Long cells shrink their work.
 os.environ.setdefault("MINIGPT2_QUICK", "1")
 # Development checkouts have the course's shared data beside them; CI sets this itself.

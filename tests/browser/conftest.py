@@ -45,7 +45,7 @@ def playwright(chromium):
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory, chromium):
-    """JupyterLab serving a temporary copy of the course (notebooks/, exercises/)."""
+    """JupyterLab serving a temporary copy of the course (notebooks/, exercises/, solutions/), as `make course` does."""
     course = copy_course(tmp_path_factory.mktemp("course"))
     server = start_lab(course, tmp_path_factory.mktemp("jupyter-state"))
     yield server

@@ -2,7 +2,8 @@
 
 The server gets its own settings, workspaces and runtime folders (nothing of the user's
 JupyterLab leaks in, nothing is written to it), never asks the internet for news or
-updates, and serves a folder of COPIES of the course's notebooks.
+updates, and serves a folder of COPIES of the course's notebooks — opened as `make course` opens the
+course: the copies' root is JupyterLab's root, the notebooks are trusted, lesson 00 is the default page.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 90
+COURSE_FOLDERS = ("notebooks", "exercises", "solutions")  # what `make course` trusts and serves
+COURSE_START = "notebooks/00_welcome.ipynb"  # the page `make course` opens (the Makefile's COURSE_START)
 
 # A learner's defaults, minus what would reach the network or pop over the page.
 USER_SETTINGS = {
@@ -40,8 +43,8 @@ def venv_python() -> str:
 
 
 def copy_course(destination: Path) -> Path:
-    """Copy notebooks/ and exercises/ into ``destination`` so the committed notebooks are never modified."""
-    for folder in ("notebooks", "exercises"):
+    """Copy the course's folders into ``destination`` so the committed notebooks are never modified."""
+    for folder in COURSE_FOLDERS:
         if (ROOT / folder).is_dir():
             shutil.copytree(ROOT / folder, destination / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     return destination
@@ -77,12 +80,15 @@ def start_lab(root_dir: Path, state_dir: Path) -> LabServer:
         path.write_text(json.dumps(values), encoding="utf-8")
     port, token = free_port(), "minigpt2-browser-tests"
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(state_dir / "runtime"), JUPYTER_CONFIG_DIR=str(state_dir / "config"),
+               JUPYTER_DATA_DIR=str(state_dir / "data"),  # the trust database too: the user's is left alone
                MINIGPT2_OFFLINE="1", MINIGPT2_QUICK=os.environ.get("MINIGPT2_QUICK", "1"))
+    trust(root_dir, env)
     command = [
         venv_python(), "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root_dir}",
         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={state_dir / 'workspaces'}",
         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--LabApp.default_url=/lab/tree/{COURSE_START}",
     ] + (["--allow-root"] if os.geteuid() == 0 else [])
     log = state_dir / "jupyterlab.log"
     with log.open("wb") as out:
@@ -94,6 +100,14 @@ def start_lab(root_dir: Path, state_dir: Path) -> LabServer:
         server.stop()
         raise
     return server
+
+
+def trust(root_dir: Path, env: dict) -> None:
+    """`jupyter trust` every course notebook, as `make course` does (saved widgets show only in trusted notebooks)."""
+    notebooks = sorted(str(p) for folder in COURSE_FOLDERS for p in (root_dir / folder).glob("*.ipynb"))
+    jupyter = Path(venv_python()).with_name("jupyter")
+    command = [str(jupyter), "trust", *notebooks] if jupyter.exists() else [venv_python(), "-m", "jupyter", "trust", *notebooks]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
 
 
 def wait_until_up(server: LabServer) -> None:
