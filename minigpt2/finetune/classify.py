@@ -92,7 +92,7 @@ class GPTClassifier(nn.Module):
         ``lengths`` is None)."""
         hidden, _ = self.body(idx)  # (B, T, n_embd)
         if lengths is None:
-            lengths = torch.full((idx.size(0),), idx.size(1), dtype=torch.long)
+            lengths = torch.full((idx.size(0),), idx.size(1), dtype=torch.long, device=idx.device)
         return self.score(pool_last(hidden, lengths))  # (B, n_labels)
 
     def label_ids(self, labels: Sequence) -> list[int]:

@@ -133,8 +133,9 @@ def generate_responses(model, tokenizer, records: Sequence[dict], max_new_tokens
         for row, p in enumerate(chunk):
             idx[row, T - len(p):] = torch.tensor(p, dtype=torch.long)
             mask[row, T - len(p):] = 1
-        kwargs = {"attention_mask": mask} if step > 1 else {}
-        out = model.generate(idx, max_new_tokens, temperature=0.0, **kwargs)[:, T:]  # (B, max_new_tokens)
+        device = next(model.parameters()).device
+        kwargs = {"attention_mask": mask.to(device)} if step > 1 else {}
+        out = model.generate(idx.to(device), max_new_tokens, temperature=0.0, **kwargs)[:, T:]  # (B, max_new_tokens)
         for row in out.tolist():
             row = row[: row.index(end_id)] if end_id in row else row
             answers.append(tokenizer.decode(row).strip())
