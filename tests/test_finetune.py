@@ -244,6 +244,20 @@ def test_generated_responses_are_each_prompts_greedy_answer(enc):
         assert answer == enc.decode(alone).strip()
 
 
+def test_min_new_tokens_keeps_the_end_token_from_coming_first(enc):
+    model = tiny_gpt()
+    with torch.no_grad():  # every hidden state is all ones, and <|endoftext|> is the all-ones row: always first
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.fill_(1.0)
+        model.lm_head.weight[GPT2_EOT] = 1.0
+    records = [{"instruction": "Name a colour.", "input": ""}, {"instruction": "Say hi.", "input": ""}]
+    assert generate_responses(model, enc, records, max_new_tokens=3) == ["", ""]
+    answers = generate_responses(model, enc, records, max_new_tokens=3, min_new_tokens=1)
+    assert all(answers)
+    with pytest.raises(ValueError, match="min_new_tokens should be 0 or 1"):
+        generate_responses(model, enc, records, min_new_tokens=2)
+
+
 # --------------------------------------------------------------------------- the base model
 
 

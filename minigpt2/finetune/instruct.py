@@ -110,13 +110,17 @@ def _supports_attention_mask(model) -> bool:
 
 @torch.no_grad()
 def generate_responses(model, tokenizer, records: Sequence[dict], max_new_tokens: int = 64, batch_size: int = 8,
-                       end_id: int = GPT2_EOT) -> list[str]:
+                       end_id: int = GPT2_EOT, min_new_tokens: int = 0) -> list[str]:
     """Greedy answers to ``records``' prompts, cut at ``<|endoftext|>``.
 
     Prompts of a batch are padded on the left, with an attention mask, so that every row's
     answer starts right after its own prompt; a model whose ``generate`` has no
-    ``attention_mask`` answers one prompt at a time instead.
+    ``attention_mask`` answers one prompt at a time instead. ``min_new_tokens`` (at most 1)
+    keeps ``<|endoftext|>`` from being the first token, as transformers' option of that name
+    does: a weak model otherwise often answers nothing at all.
     """
+    if min_new_tokens not in (0, 1):
+        raise ValueError(f"min_new_tokens should be 0 or 1, got {min_new_tokens!r}")
     model.eval()
     prompts = [tokenizer.encode_ordinary(format_prompt(r)) for r in records]
     limit = model.config.block_size - max_new_tokens
@@ -134,8 +138,15 @@ def generate_responses(model, tokenizer, records: Sequence[dict], max_new_tokens
             idx[row, T - len(p):] = torch.tensor(p, dtype=torch.long)
             mask[row, T - len(p):] = 1
         device = next(model.parameters()).device
-        kwargs = {"attention_mask": mask.to(device)} if step > 1 else {}
-        out = model.generate(idx.to(device), max_new_tokens, temperature=0.0, **kwargs)[:, T:]  # (B, max_new_tokens)
+        idx, mask = idx.to(device), mask.to(device)
+        kwargs = {"attention_mask": mask} if step > 1 else {}
+        steps = max_new_tokens
+        if min_new_tokens:
+            logits, _ = model(idx, last_only=True, **kwargs)  # (B, 1, V)
+            first = logits[:, -1].index_fill(-1, torch.tensor([end_id], device=device), float("-inf")).argmax(-1)
+            idx, mask, steps = torch.cat([idx, first[:, None]], 1), torch.cat([mask, torch.ones_like(mask[:, :1])], 1), steps - 1
+            kwargs = {"attention_mask": mask} if step > 1 else {}
+        out = model.generate(idx, steps, temperature=0.0, **kwargs)[:, T:]  # (B, max_new_tokens)
         for row in out.tolist():
             row = row[: row.index(end_id)] if end_id in row else row
             answers.append(tokenizer.decode(row).strip())
