@@ -1,4 +1,4 @@
-"""The ``minigpt2`` command: train, sample, grade, doctor, exercises."""
+"""The ``minigpt2`` command: train, sample, finetune, chat, grade, doctor, exercises."""
 
 from __future__ import annotations
 
@@ -66,7 +66,19 @@ def cmd_sample(argv: list[str]) -> int:
     return sample_main(argv)
 
 
-FORWARDED = {"train": cmd_train, "sample": cmd_sample}
+def cmd_finetune(argv: list[str]) -> int:
+    from minigpt2.finetune.cli import finetune_main
+
+    return finetune_main(argv)
+
+
+def cmd_chat(argv: list[str]) -> int:
+    from minigpt2.finetune.cli import chat_main
+
+    return chat_main(argv)
+
+
+FORWARDED = {"train": cmd_train, "sample": cmd_sample, "finetune": cmd_finetune, "chat": cmd_chat}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,13 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed here for `minigpt2 --help`; main() hands their arguments to their own parsers.
     sub.add_parser("train", help="train a model (minigpt2 train --help)")
     sub.add_parser("sample", help="sample from a checkpoint (minigpt2 sample --help)")
+    sub.add_parser("finetune", help="fine-tune GPT-2 as a classifier or an instruction follower (minigpt2 finetune --help)")
+    sub.add_parser("chat", help="talk to an instruction-tuned model in the terminal (minigpt2 chat --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in FORWARDED:
-        # Everything after `train` / `sample` belongs to that command's own parser, options first
+        # Everything after `train` / `sample` / `finetune` / `chat` belongs to that command's own parser, options first
         # included (argparse's REMAINDER would refuse a leading `--preset`).
         return FORWARDED[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)

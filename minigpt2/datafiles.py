@@ -9,7 +9,9 @@ A file is looked for in this order:
    (never when ``MINIGPT2_OFFLINE=1``).
 
 Whatever is found is checked against its SHA-256: a truncated or corrupted file is
-an error that says which file and what to do, never silently used.
+an error that says which file and what to do, never silently used. For a zip whose
+own bytes can differ between mirrors (``member`` set), the size and SHA-256 are those
+of the named file inside it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,7 @@ class DataFile:
     sha256: str
     url: str
     description: str
+    member: str | None = None  # for a zip: the file inside it that size and sha256 describe
 
 
 KNOWN_FILES: dict[str, DataFile] = {
@@ -53,6 +57,23 @@ KNOWN_FILES: dict[str, DataFile] = {
             sha256="306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
             url="https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken",
             description="GPT-2's 50,256 BPE merge ranks, in tiktoken's format",
+        ),
+        DataFile(
+            name="instruction-data",
+            filename="instruction-data.json",
+            size=203_524,
+            sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+            url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
+            description="1,100 instruction / input / output records from rasbt/LLMs-from-scratch (lesson 11)",
+        ),
+        DataFile(
+            name="sms-spam",
+            filename="sms_spam_collection.zip",
+            size=477_907,
+            sha256="7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+            url="https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+            description="the SMS Spam Collection v.1, 5,574 labelled messages (Almeida & Gómez Hidalgo, 2011; lesson 11)",
+            member="SMSSpamCollection",
         ),
     )
 }
@@ -97,16 +118,18 @@ def verify(path: Path, spec: DataFile) -> Path:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key in _verified:
         return path
-    if stat.st_size != spec.size:
+    size, actual = (stat.st_size, None) if spec.member is None else _member_size_and_sha256(path, spec)
+    what = spec.filename if spec.member is None else f"{spec.member} inside {spec.filename}"
+    if size != spec.size:
         raise DataFileError(
-            f"{path} is {stat.st_size:,} bytes but {spec.filename} should be {spec.size:,} bytes: "
+            f"{path}: {what} is {size:,} bytes but should be {spec.size:,} bytes: "
             f"it is truncated or not the right file. Delete it and put a fresh copy from {spec.url} there.",
             rejected=path, problem="truncated",
         )
-    actual = sha256_of(path)
+    actual = actual or sha256_of(path)
     if actual != spec.sha256:
         raise DataFileError(
-            f"{path} has SHA-256 {actual[:12]}…, not {spec.sha256[:12]}… as {spec.filename} should: "
+            f"{path}: {what} has SHA-256 {actual[:12]}…, not {spec.sha256[:12]}… as it should: "
             f"it is corrupted or not the right file. Delete it and put a fresh copy from {spec.url} there.",
             rejected=path, problem="corrupted",
         )
@@ -129,6 +152,24 @@ def configured_data_dir() -> Path | None:
             problem="data dir",
         )
     return folder
+
+
+def _member_size_and_sha256(path: Path, spec: DataFile) -> tuple[int, str]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read(spec.member)
+    except (zipfile.BadZipFile, KeyError) as err:
+        raise DataFileError(
+            f"{path} should be a zip holding {spec.member} ({err}). Delete it and put a fresh copy from {spec.url} there.",
+            rejected=path, problem="corrupted",
+        ) from None
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def read_member(path: Path, spec: DataFile) -> bytes:
+    """The bytes of ``spec.member`` in the (already verified) zip at ``path``."""
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(spec.member)
 
 
 def candidates(spec: DataFile) -> list[Path]:
