@@ -32,6 +32,14 @@ def stub_line(indent: str, exercise_id: str, title: str) -> str:
     return f'{indent}raise NotImplementedError("Exercise {exercise_id} ({title}): replace this line with your code")'
 
 
+_STUB = re.compile(r'raise NotImplementedError\("Exercise \d\d\.\d+ \(.*\): replace this line with your code"\)')
+
+
+def is_stub_line(line: str) -> bool:
+    """Whether a line of code is a stub :func:`stub_line` wrote (the learner has not started there)."""
+    return bool(_STUB.fullmatch(line.strip()))
+
+
 def strip_solutions(source: str, exercise_id: str, title: str, where: str) -> str:
     """Replace every BEGIN/END SOLUTION region of ``source`` with the stub."""
     out: list[str] = []
