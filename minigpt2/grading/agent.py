@@ -19,14 +19,17 @@ import torch
 
 from minigpt2.grading import wire
 from minigpt2.grading.core import describe_exception
-from minigpt2.grading.forbid import Watch
+from minigpt2.grading.forbid import Watch, Watched
 
 _NAMESPACE: dict[str, Any] = {}
+_WATCH: list[Watch] = []
 
 
 def learner_object(name: str) -> Any:
-    """Unpickling a :class:`minigpt2.grading.core.Learner` lands here: the learner's object itself."""
-    return _NAMESPACE[name]
+    """Unpickling a :class:`minigpt2.grading.core.Learner` lands here: the learner's object, each call
+    of which runs under the request's watch of forbidden calls."""
+    obj = _NAMESPACE[name]
+    return Watched(obj, _WATCH[-1]) if callable(obj) else obj
 
 
 def rebuild_with_grad(is_parameter: bool, data: torch.Tensor, requires_grad: bool, grad: torch.Tensor) -> torch.Tensor:
@@ -60,15 +63,14 @@ def _tensor_arguments(args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
 
 
 def _run(request: dict) -> dict:
-    target, args, kwargs = request["target"], request["args"], request["kwargs"]
-    fn = target
+    fn, args, kwargs = request["target"], request["args"], request["kwargs"]
     if not callable(fn):
         return {"kind": "not callable", "type": str(type(fn).__name__)}
     tensors = _tensor_arguments(args, kwargs)
     before = {key: t.detach().clone() for key, t in tensors.items()}
+    watch = _WATCH[-1]
     try:
-        with Watch(request["forbid"]) as watch:
-            value = fn(*args, **kwargs)
+        value = fn(*args, **kwargs)  # the learner's object (Watched), or a probe whose Watched argument it is
     except BaseException as err:  # noqa: BLE001 -- whatever the learner's code raises is reported
         return describe_exception(err)
     if watch.hit is not None:
@@ -88,12 +90,14 @@ def serve(namespace: dict, request_path: str, response_path: str) -> None:
                 answer = {"value": wire.encode(describe(namespace, json.load(f)))}
         else:
             with open(request_path, "rb") as f:
-                request = pickle.load(f)
+                _WATCH[:] = [Watch(pickle.load(f))]  # the forbidden paths come first, so that the learner's
+                request = pickle.load(f)  # objects in the request unpickle already watched
             answer = _run(request)
     except BaseException as err:  # noqa: BLE001 -- e.g. a MemoryError while encoding
         answer = {"kind": "raised", **{k: v for k, v in describe_exception(err).items() if k != "kind"}}
     finally:
         _NAMESPACE.clear()
+        _WATCH.clear()
     text = wire.dumps(answer)
     temporary = response_path + ".part"
     with open(temporary, "w", encoding="utf-8") as f:

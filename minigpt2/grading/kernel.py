@@ -187,8 +187,8 @@ class KernelSession:
         """Call ``fn`` (a :class:`Learner`, or a package function) in the kernel; the outcome as plain data."""
         limit = min(float(time_limit_s), float(self.cell_timeout))
         buffer = io.BytesIO()
-        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(
-            {"target": fn, "args": tuple(args), "kwargs": dict(kwargs), "forbid": tuple(forbid)})
+        pickle.dump(tuple(forbid), buffer)
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({"target": fn, "args": tuple(args), "kwargs": dict(kwargs)})
         answer = self._request(buffer.getvalue(), ".pkl", limit)
         answer["time_limit_s"] = limit
         if "value" in answer:
