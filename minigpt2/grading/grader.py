@@ -21,7 +21,6 @@ from pathlib import Path
 import nbformat
 
 from minigpt2.grading.core import Exercise, Learner, Result, exercises_for, forbidden_message, run_exercise
-from minigpt2.grading.forbid import parse_cells, scan_source, scan_tampering, top_level_definitions
 
 LESSON_FROM_NAME = re.compile(r"^(\d\d)_")
 
@@ -131,10 +130,24 @@ def grade_notebook(path: str | Path, cell_timeout: float = 60, memory_limit: int
     path = Path(path)
     nb = read_notebook(path)
     lesson = lesson_of(path, nb)
+    cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    session = KernelSession(cells, str(path.parent.resolve()), lesson, cell_timeout,
+                            DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit)
+    try:
+        session.launch()  # the kernel starts while this process imports the checks
+        return _grade(path, lesson, cells, session)
+    except KernelUnavailable as err:
+        raise GradingError(f"{err}: check the installation with `minigpt2 doctor`.") from None
+    finally:
+        session.close()
+
+
+def _grade(path: Path, lesson: str, cells: list[tuple[int, str]], session) -> Report:
+    from minigpt2.grading.forbid import parse_cells, scan_tampering, top_level_definitions
+
     exercises = exercises_for(lesson)
     if not exercises:
         raise GradingError(f"lesson {lesson} has no graded exercises (is {path.name} the right notebook?)")
-    cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     trees = parse_cells(cells)
     definitions = top_level_definitions(trees)
     other = _other_lesson(lesson, set(definitions))
@@ -148,22 +161,11 @@ def grade_notebook(path: str | Path, cell_timeout: float = 60, memory_limit: int
         return Report(str(path), lesson, [Result(ex.id, ex.title, ex.points, 0, False, "not allowed", message)
                                           for ex in exercises], [message])
 
-    session = KernelSession(cells, str(path.parent.resolve()), lesson, cell_timeout,
-                            DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit)
-    results: list[Result] = []
-    notes: list[str] = []
-    try:
-        session.boot()
-        state = session.names([ex.name for ex in exercises])
-        functions = [n for n, (_, node) in definitions.items() if type(node).__name__ in ("FunctionDef", "ClassDef")]
-        for ex in exercises:
-            results.append(_grade_one(ex, session, state.get(ex.name, {}), trees, set(definitions), functions))
-    except KernelUnavailable as err:
-        notes.append(f"{err}; nothing was graded.")
-        results = [Result(ex.id, ex.title, ex.points, 0, False, "error", f"not graded: {err}") for ex in exercises]
-    finally:
-        session.close()
-    notes = [note for _, note in sorted(((k, v) for k, v in session.notes.items()), key=lambda kv: kv[0])] + notes
+    session.boot()
+    state = session.names([ex.name for ex in exercises])
+    functions = [n for n, (_, node) in definitions.items() if type(node).__name__ in ("FunctionDef", "ClassDef")]
+    results = [_grade_one(ex, session, state.get(ex.name, {}), trees, set(definitions), functions) for ex in exercises]
+    notes = [session.notes[index] for index in sorted(session.notes)]
     return Report(notebook=str(path), lesson=lesson, results=results, notes=notes)
 
 
@@ -171,6 +173,8 @@ def _grade_one(ex: Exercise, session, state: dict, trees, in_source: set[str], f
     if not state.get("defined"):
         return run_exercise(ex, None, missing=True) if ex.name in in_source else Result(
             ex.id, ex.title, ex.points, 0, False, "missing", _missing_message(ex, in_source, functions))
+    from minigpt2.grading.forbid import scan_source
+
     finding = scan_source(trees, ex.name, ex.forbid)
     if finding is not None:
         where = f"It is in your code (cell {finding.cell}, line {finding.line})."

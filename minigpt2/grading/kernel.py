@@ -75,19 +75,32 @@ class KernelSession:
         self.notes: dict[int | str, str] = {}
         self.skip: set[int] = set()
         self.km = self.kc = None
+        self.fresh = False
         self.dir = tempfile.mkdtemp(prefix="minigpt2-grade-")
         self.counter = 0
 
     # ------------------------------------------------------------------ kernel life
 
-    def _start(self) -> None:
+    def launch(self) -> None:
+        """Start a fresh kernel process without waiting for it (the grader prepares its checks meanwhile)."""
         from jupyter_client import KernelManager
 
+        self._kill()
         self.km = KernelManager(kernel_name="python3")
         try:
             self.km.start_kernel(cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.kc = self.km.client()
             self.kc.start_channels()
+        except Exception as err:
+            self._kill()
+            raise KernelUnavailable(f"the notebook's kernel could not be started ({type(err).__name__}: {err})") from None
+        self.fresh = True
+
+    def _start(self) -> None:
+        if self.km is None or not self.fresh:
+            self.launch()
+        self.fresh = False
+        try:
             self.kc.wait_for_ready(timeout=SETUP_TIMEOUT)
         except Exception as err:
             self._kill()
@@ -123,7 +136,6 @@ class KernelSession:
         """A fresh kernel with the learner's cells run; a cell that hangs or ends the kernel becomes a
         note and is left out from then on."""
         while True:
-            self._kill()
             self._start()
             for index, source in self.cells:
                 if index in self.skip:

@@ -26,8 +26,11 @@ def _layer_norm_inputs():
 
 
 def _ln_variant(x, w, b, eps, unbiased=False, eps_where="inside", dim=-1, affine="normal", centre=True, power=0.5):
-    mean = x.mean(dim, keepdim=True) if centre else 0
-    var = x.var(dim, keepdim=True, unbiased=unbiased)
+    if dim is None:  # over the whole tensor at once
+        mean, var = (x.mean() if centre else 0), x.var(unbiased=unbiased)
+    else:
+        mean = x.mean(dim, keepdim=True) if centre else 0
+        var = x.var(dim, keepdim=True, unbiased=unbiased)
     if eps_where == "inside":
         denominator = (var + eps) ** power
     elif eps_where == "outside":
@@ -70,6 +73,9 @@ def check_layer_norm(layer_norm):
                     "bias, not (x_hat + bias) * weight."),
             Mistake(_ln_variant(x, w, b, eps, affine="swapped"), "weight and bias swapped: multiply by weight, add bias."),
             Mistake(_ln_variant(x, w, b, eps, centre=False), "you did not subtract the mean before dividing."),
+            Mistake(_ln_variant(x, w, b, eps, dim=None), "you normalised over the whole tensor (x.mean() and x.var() "
+                    "without dim): LayerNorm normalises each position's vector on its own, over the last dimension: "
+                    "x.mean(dim=-1, keepdim=True)."),
         ]
         for dim in range(x.dim() - 1):  # every wrong dimension
             message = ("you normalised over the batch (dim 0), like BatchNorm: LayerNorm works on each position's "
