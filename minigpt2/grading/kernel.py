@@ -165,7 +165,11 @@ class KernelSession:
     def _execute(self, code: str, timeout: float, store_history: bool = False) -> tuple[str, Any]:
         """Run ``code``: ("ok", None), ("error", (ename, evalue)), ("timeout", None) — the kernel is then
         killed — or ("died", None)."""
-        msg_id = self.kc.execute(code, store_history=store_history, allow_stdin=False)
+        try:
+            msg_id = self.kc.execute(code, store_history=store_history, allow_stdin=False)
+        except Exception:
+            self._kill()
+            return "died", None
         deadline = time.monotonic() + timeout
         error = None
         while True:
@@ -179,6 +183,9 @@ class KernelSession:
                     self._kill()
                     return "died", None
                 continue
+            except Exception:  # the kernel's messages no longer parse (learner code broke its json, say)
+                self._kill()
+                return "died", None
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
