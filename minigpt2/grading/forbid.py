@@ -240,7 +240,7 @@ class _Rules:
         for path in paths:
             obj = resolve(path)
             self.objects[id(obj)] = (obj, path)
-            self.names[path.rsplit(".", 1)[-1]] = path
+            self.names.setdefault(path.rsplit(".", 1)[-1], path)
             if _is_tensor_method(path):
                 self.methods[path.rsplit(".", 1)[-1]] = path
 
