@@ -10,9 +10,11 @@ An exercise is registered once, in ``minigpt2/grading/lessonNN.py``::
                       mistakes=[Mistake(q @ k.T, "you forgot to divide by √d")])
 
 In the notebook the check cell is one line, ``check("03.1", attention_scores)``: it
-prints what passed or, in words a learner can act on, what is wrong. The grader
-(:mod:`minigpt2.grading.grader`) runs the same registered checks on the objects the
-learner's notebook defined, so an edited or deleted check cell changes nothing.
+prints what passed or, in words a learner can act on, what is wrong (instant feedback,
+in the learner's own process). The grader (:mod:`minigpt2.grading.grader`) runs the same
+registered checks in its own process, on a :class:`Learner` handle instead of the object:
+:func:`call` then runs the learner's code in the notebook's kernel and gets plain data
+back, so an edited check cell, a patched comparison or a lying subclass changes nothing.
 """
 
 from __future__ import annotations

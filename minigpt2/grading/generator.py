@@ -17,8 +17,6 @@ import copy
 import re
 from pathlib import Path
 
-import nbformat
-
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
 HEADING = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+?)\s*(\(.*\))?\s*$", re.MULTILINE)
@@ -85,11 +83,15 @@ def make_exercises(solutions: nbformat.NotebookNode, name: str = "notebook") -> 
 
 
 def render(nb: nbformat.NotebookNode) -> str:
+    import nbformat  # here, not at the top: the checks import this module (for is_stub_line) in every kernel
+
     return nbformat.writes(nb) + "\n"
 
 
 def expected_exercises(solutions_dir: Path) -> dict[str, str]:
     """File name -> the text the exercises notebook of that name should have."""
+    import nbformat
+
     return {
         path.name: render(make_exercises(nbformat.read(path, as_version=4), name=path.name))
         for path in sorted(Path(solutions_dir).glob("*.ipynb"))

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 
 from minigpt2.grading import wire
-from minigpt2.grading.core import Learner
 
 MAX_ANSWER_BYTES = 512 * 1024 * 1024
 SETUP_TIMEOUT = 120  # seconds for the grader's own set-up in a fresh kernel (a cold `import torch` on a loaded machine)
@@ -258,4 +257,4 @@ class KernelSession:
         return {k: v for k, v in answer.items() if k in ("value", "changed", "kind", "type", "message", "where")}
 
 
-__all__ = ["KernelSession", "KernelUnavailable", "Learner", "is_check_cell"]
+__all__ = ["KernelSession", "KernelUnavailable", "is_check_cell"]
