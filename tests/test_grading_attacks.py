@@ -49,15 +49,15 @@ WRONG_SOFTMAX = "def softmax(x):\n    return x"
 def test_patched_checks_and_comparisons_change_nothing(tmp_path):
     """grade_namespace and the registry replaced, torch.allclose / torch.equal patched, print and
     json.dumps shadowed, an IPython pre_run_cell hook: the wrong softmax still scores 0."""
-    cheats = (
-        "import minigpt2.grading.core as _core\n_core.grade_namespace = lambda lesson, ns: []\n_core._REGISTRY.clear()",
-        "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True",
-        "import builtins, json\nbuiltins.print = lambda *a, **k: None\njson.dumps = lambda *a, **k: '[]'",
-        "get_ipython().events.register('pre_run_cell', lambda *a: None)",
-    )
-    for cheat in cheats:
-        report = grade_notebook(notebook(tmp_path, cheat, softmax=WRONG_SOFTMAX), cell_timeout=30)
-        assert rows(report)["00.3"].earned == 0, (cheat, rows(report)["00.3"].message)
+    imports_the_checks = ("import minigpt2.grading.core as _core\n_core.grade_namespace = lambda lesson, ns: []\n"
+                          "_core._REGISTRY.clear()")
+    patches = ("torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True",
+               "get_ipython().events.register('pre_run_cell', lambda *a: None)",
+               "import builtins, json\nbuiltins.print = lambda *a, **k: None\njson.dumps = lambda *a, **k: '[]'")
+    for cheats in ([imports_the_checks], patches):
+        report = grade_notebook(notebook(tmp_path, *cheats, softmax=WRONG_SOFTMAX), cell_timeout=30)
+        assert rows(report)["00.3"].earned == 0, (cheats, rows(report)["00.3"].message)
+    assert rows(report)["00.1"].passed  # the patched kernel still grades what is right
 
 
 def test_an_always_equal_int_and_an_allclose_tensor_arrive_as_plain_data(tmp_path):
@@ -78,12 +78,9 @@ def test_an_always_equal_int_and_an_allclose_tensor_arrive_as_plain_data(tmp_pat
 # --------------------------------------------------------------------------- build it yourself
 
 
-@pytest.mark.parametrize("shortcut", [
-    "def softmax(x):\n    return torch.softmax(x, dim=-1)",
+@pytest.mark.parametrize("shortcut", [  # the other forms: tests/test_grading_wire_forbid.py
     "def softmax(x):\n    return F.softmax(x, dim=-1)",
-    "def softmax(x):\n    return x.softmax(-1)",
-    "def softmax(x):\n    return getattr(torch, 'soft' + 'max')(x, -1)",  # only the watch sees this one
-    "def softmax(x):\n    return torch.nn.Softmax(dim=-1)(x)",
+    "def softmax(x):\n    return getattr(torch, 'soft' + 'max')(x, -1)",  # only the watch in the kernel sees this one
     "from minigpt2.grading.lesson00 import _reference_softmax\n\ndef softmax(x):\n    return _reference_softmax(x)",
 ])
 def test_softmax_shortcuts_score_zero_and_say_why(tmp_path, shortcut):
