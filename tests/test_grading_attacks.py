@@ -169,8 +169,8 @@ def test_exits_and_kills_leave_the_other_exercises_graded(tmp_path):
     report = grade_notebook(notebook(tmp_path, kill, utf8_length=exits, count_linear_params=dies, softmax=bomb),
                             cell_timeout=30, memory_limit=1024**3)
     by_id = rows(report)
-    assert by_id["00.1"].earned == 0 and "SystemExit" in by_id["00.1"].message
-    assert by_id["00.2"].earned == 0 and "ended the Python process" in by_id["00.2"].message
+    assert by_id["00.1"].earned == 0 and "`utf8_length` raised SystemExit" in by_id["00.1"].message
+    assert by_id["00.2"].earned == 0 and "`count_linear_params` ended the Python process" in by_id["00.2"].message
     assert by_id["00.3"].earned == 0 and "can't allocate memory" in by_id["00.3"].message, by_id["00.3"].message
     assert any(note.startswith("cell 1 (`import os, signal`) ended the kernel") for note in report.notes), report.notes
 

@@ -151,7 +151,7 @@ class Watched:
 
 def is_probe(fn) -> bool:
     """A function of the grading package that receives the learner's function as its first argument."""
-    return str(getattr(fn, "__module__", "")).startswith("minigpt2.grading.") and not isinstance(fn, Watched)
+    return inspect.isfunction(fn) and str(fn.__module__).startswith("minigpt2.grading.")
 
 
 # --------------------------------------------------------------------------- in the source
