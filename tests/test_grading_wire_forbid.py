@@ -100,6 +100,30 @@ def test_the_instant_feedback_says_so_too():
     assert result.status == "not allowed" and result.earned == 0 and "`torch.softmax`" in result.message
 
 
+def test_a_class_is_built_and_called_under_the_watch():
+    from minigpt2.grading.core import instance_call
+
+    class Mine(torch.nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.n = n
+
+        def forward(self, x):
+            return torch.softmax(x, -1) if self.n < 0 else x * self.n
+
+    assert torch.equal(call(instance_call, Mine, (3,), torch.ones(2)), torch.full((2,), 3.0))
+    result = run_exercise(get_exercise("00.3"), Mine)  # 00.3's check calls it with a tensor: Mine(x), not softmax
+    assert result.earned == 0
+    from minigpt2.grading.core import _RUNNING
+
+    token = _RUNNING.set(get_exercise("00.3"))
+    try:
+        with pytest.raises(CheckFailed, match="not allowed"):
+            call(instance_call, Mine, (-1,), torch.ones(2))
+    finally:
+        _RUNNING.reset(token)
+
+
 def test_a_time_out_is_a_type_not_a_message():
     def spin():
         while True:

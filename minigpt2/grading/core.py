@@ -35,7 +35,10 @@ DEFAULT_TIME_LIMIT = 10.0  # seconds for one call of the learner's code
 
 
 class CheckFailed(Exception):
-    """The learner's answer is wrong; the message says how, in the learner's terms."""
+    """The learner's answer is wrong; the message says how, in the learner's terms. ``raised``: the
+    name of the exception type the learner's code raised, when that is what went wrong."""
+
+    raised: str | None = None
 
 
 class TimedOut(CheckFailed):
@@ -206,7 +209,9 @@ def raise_for(name: str, failure: dict, time_limit_s: float):
         raise CheckFailed(f"`{name}` recursed too deeply{where}: does the recursion have a base case?")
     if kind == "not callable":
         raise CheckFailed(f"`{name}` should be a function, but it is a {failure.get('type')}.")
-    raise CheckFailed(f"`{name}` raised {failure.get('type')}: {message}{where}")
+    err = CheckFailed(f"`{name}` raised {failure.get('type')}: {message}{where}")
+    err.raised = str(failure.get("type"))
+    raise err
 
 
 def forbidden_message(path: str, ex: Exercise | None, found: str) -> str:
@@ -281,6 +286,13 @@ def call(fn: Callable, *args, time_limit_s: float = DEFAULT_TIME_LIMIT, **kwargs
     if watch.hit is not None:
         raise Forbidden(forbidden_message(watch.hit, running, f"`{name}` called it while it ran."))
     return value
+
+
+def instance_call(cls, init_args: tuple, *args, **kwargs):
+    """A probe for an exercise whose answer is a class (an ``nn.Module``, say): build it with
+    ``init_args`` and call the instance — ``call(instance_call, LoRALinear, (base, 4, 8), x)`` —
+    both under the exercise's watch; what comes back is the call's plain result."""
+    return cls.also(cls(*init_args))(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- running checks

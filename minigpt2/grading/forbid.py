@@ -148,6 +148,10 @@ class Watched:
         with self.watch:
             return self.fn(*args, **kwargs)
 
+    def also(self, obj) -> "Watched":
+        """``obj`` (made by the learner's code: an instance of their class, say) under the same watch."""
+        return Watched(obj, self.watch)
+
 
 def is_probe(fn) -> bool:
     """A function of the grading package that receives the learner's function as its first argument."""

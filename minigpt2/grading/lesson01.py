@@ -202,7 +202,7 @@ def check_decode(learner_decode):
         try:
             got = call(learner_decode, list(ids), dict(vocab))
         except CheckFailed as err:
-            if "UnicodeDecodeError" in str(err):
+            if err.raised == "UnicodeDecodeError":
                 raise CheckFailed(f"decode({ids}) raised UnicodeDecodeError: these ids end in the middle of a character. "
                                   "Decode with errors='replace' so an incomplete character becomes '�' instead of an error.") from None
             raise
@@ -290,7 +290,7 @@ def check_recover_merges(learner_recover_merges):
     try:
         got = call(learner_recover_merges, dict(ranks))
     except CheckFailed as err:
-        if "unpack" in str(err):
+        if err.raised == "ValueError" and "unpack" in str(err):
             raise CheckFailed(f"{err} BPE did not stop at two pieces. Skip the 256 single bytes (they are not merges), and "
                               "encode each longer token with exactly the ranks BELOW its own: with its own rank allowed BPE "
                               "merges it back into one piece, with fewer it stops at three or more.") from None
