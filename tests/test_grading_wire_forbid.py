@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from minigpt2.grading import wire
-from minigpt2.grading.core import TimedOut, call, get_exercise, run_exercise
+from minigpt2.grading.core import CheckFailed, TimedOut, call, exercises_for, get_exercise, run_exercise
 from minigpt2.grading.feedback import broken_property, expect_tensor
 from minigpt2.grading.forbid import Watch, parse_cells, resolve, scan_source, scan_tampering
-from minigpt2.grading.core import CheckFailed, exercises_for
 
 
 def trip(value):
@@ -112,8 +111,6 @@ def test_a_class_is_built_and_called_under_the_watch():
             return torch.softmax(x, -1) if self.n < 0 else x * self.n
 
     assert torch.equal(call(instance_call, Mine, (3,), torch.ones(2)), torch.full((2,), 3.0))
-    result = run_exercise(get_exercise("00.3"), Mine)  # 00.3's check calls it with a tensor: Mine(x), not softmax
-    assert result.earned == 0
     from minigpt2.grading.core import _RUNNING
 
     token = _RUNNING.set(get_exercise("00.3"))
