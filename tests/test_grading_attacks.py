@@ -70,9 +70,10 @@ def test_an_always_equal_int_and_an_allclose_tensor_arrive_as_plain_data(tmp_pat
     stack = ("import inspect\n\ndef count_linear_params(n_in, n_out, bias=True):\n"
              "    for frame in inspect.stack():\n        if 'expected' in frame.frame.f_locals:\n"
              "            return frame.frame.f_locals['expected']\n    return 0")
-    report = grade_notebook(notebook(tmp_path, utf8_length=always_equal, softmax=liar, count_linear_params=stack),
-                            cell_timeout=30)
-    assert report.score == 0, [r.message for r in report.results]
+    report = grade_notebook(notebook(tmp_path, utf8_length=always_equal, softmax=liar), cell_timeout=30)
+    assert [r.earned for r in report.results] == [0, 1, 0], [r.message for r in report.results]
+    report = grade_notebook(notebook(tmp_path, count_linear_params=stack), cell_timeout=30)
+    assert rows(report)["00.2"].earned == 0
 
 
 # --------------------------------------------------------------------------- build it yourself

@@ -272,8 +272,8 @@ def call(fn: Callable, *args, time_limit_s: float = DEFAULT_TIME_LIMIT, **kwargs
     if not callable(learner):
         raise_for(name, {"kind": "not callable", "type": type(learner).__name__}, time_limit_s)
     watch = Watch(forbid)
-    if probe:
-        fn, args = fn, (Watched(learner, watch), *args[1:])
+    if probe:  # the probe's own work is not watched, the learner's function it calls is
+        args = (Watched(learner, watch), *args[1:])
     else:
         fn = Watched(fn, watch)
     try:
