@@ -166,6 +166,7 @@ def test_the_solution_and_unrelated_names_are_not_flagged():
 @pytest.mark.parametrize("source", [
     "import sys\nsys.setprofile(None)", "import torch\ntorch.overrides._pop_mode()",
     "from minigpt2.grading.core import grade_namespace", "import minigpt2.grading.lesson00 as l\nl._reference_softmax",
+    "exec('import torch')",
 ])
 def test_reaching_into_the_graders_machinery_is_found(source):
     assert scan_tampering(cells(source)) is not None

@@ -29,6 +29,7 @@ TAMPERING = {
     "DisableTorchFunctionSubclass", "_disable_torch_function_impl", "TorchFunctionMode", "pre_run_cell",
     "post_run_cell", "_getframe", "f_back", "f_locals", "f_globals",
 }
+HIDING = {"exec", "eval", "__import__"}  # builtins that run code the source scan cannot read
 ALLOWED_GRADING = {"minigpt2.grading", "minigpt2.grading.check"}
 
 
@@ -284,7 +285,7 @@ def scan_tampering(trees) -> Finding | None:
     for index, tree in trees:
         for node in ast.walk(tree):
             name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
-            if name in TAMPERING:
+            if name in TAMPERING or (isinstance(node, ast.Name) and name in HIDING):
                 return Finding(name, index, node.lineno)
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [
