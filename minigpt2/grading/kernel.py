@@ -73,7 +73,7 @@ class KernelSession:
         self.cwd, self.lesson, self.cell_timeout, self.memory_limit = cwd, lesson, cell_timeout, memory_limit
         self.notes: dict[int | str, str] = {}
         self.skip: set[int] = set()
-        self.km = self.kc = None
+        self.km = self.kc = self.context = None
         self.fresh = False
         self.dir = tempfile.mkdtemp(prefix="minigpt2-grade-")
         self.counter = 0
@@ -82,13 +82,15 @@ class KernelSession:
 
     def launch(self) -> None:
         """Start a fresh kernel process without waiting for it (the grader prepares its checks meanwhile)."""
+        import zmq
         from jupyter_client import KernelManager
 
         self._kill()
-        self.km = KernelManager(kernel_name="python3")
+        self.context = zmq.Context()  # its own, destroyed with the kernel: no socket outlives a killed kernel
+        self.km = KernelManager(kernel_name="python3", context=self.context)
         try:
             self.km.start_kernel(cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.kc = self.km.client()
+            self.kc = self.km.client(context=self.context)
             self.kc.start_channels()
         except Exception as err:
             self._kill()
@@ -126,7 +128,9 @@ class KernelSession:
                 self.km.shutdown_kernel(now=True)
             except Exception:
                 pass
-        self.km = self.kc = None
+        if self.context is not None:
+            self.context.destroy(linger=0)
+        self.km = self.kc = self.context = None
 
     def alive(self) -> bool:
         return self.km is not None and self.km.is_alive()

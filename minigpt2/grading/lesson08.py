@@ -127,13 +127,14 @@ def _grouped(decay_groups, which: int, weight_decay: float) -> dict:
         params = list(group["params"])
         every += params
         described.append({"params": [names.get(id(p), "?") for p in params], "weight_decay": float(group["weight_decay"])})
-    try:
-        torch.optim.AdamW(groups, lr=1e-3)  # the groups must be usable as they are
-        adamw_error = None
-    except (ValueError, TypeError) as err:
-        adamw_error = str(err)
-    return {"type": type(groups).__name__, "groups": described, "adamw_error": adamw_error,
-            "duplicates": len(every) != len({id(p) for p in every})}
+    duplicates = len(every) != len({id(p) for p in every})
+    adamw_error = None
+    if not duplicates:  # (the check names duplicates itself)
+        try:
+            torch.optim.AdamW(groups, lr=1e-3)  # the groups must be usable as they are
+        except (ValueError, TypeError) as err:
+            adamw_error = str(err)
+    return {"type": type(groups).__name__, "groups": described, "adamw_error": adamw_error, "duplicates": duplicates}
 
 
 def _split(groups, weight_decay) -> tuple[tuple[str, ...], tuple[str, ...]]:
