@@ -91,7 +91,7 @@ class KernelSession:
         try:
             self.km.start_kernel(cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.kc = self.km.client(context=self.context)
-            self.kc.start_channels()
+            self.kc.start_channels(hb=False)  # no heartbeat thread: the grader polls the process itself
         except Exception as err:
             self._kill()
             raise KernelUnavailable(f"the notebook's kernel could not be started ({type(err).__name__}: {err})") from None
