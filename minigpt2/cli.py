@@ -17,11 +17,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     try:
         report = grade_notebook(args.notebook, cell_timeout=args.timeout)
-    except GradingError as err:
+    except Exception as err:  # the grader's own failure: one line and exit 2, never a traceback
+        message = str(err) if isinstance(err, GradingError) else (
+            f"the grader itself failed ({type(err).__name__}: {err}); please report it.")
         if args.json:
-            print(json.dumps({"notebook": str(args.notebook), "error": str(err)}, ensure_ascii=False))
+            print(json.dumps({"notebook": str(args.notebook), "error": message}, ensure_ascii=False))
         else:
-            print(f"minigpt2 grade: {err}", file=sys.stderr)
+            print(f"minigpt2 grade: {message}", file=sys.stderr)
         return EXIT_CANNOT_GRADE
     print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else format_table(report))
     return EXIT_FULL_MARKS if report.score == report.max_score else EXIT_NOT_FULL_MARKS
@@ -94,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grade.add_argument("notebook", type=Path)
     grade.add_argument("--json", action="store_true", help="print the report as JSON")
-    grade.add_argument("--timeout", type=int, default=60, help="seconds one cell may run (default 60)")
+    grade.add_argument("--timeout", type=float, default=60,
+                       help="seconds one cell, or one call of an exercise's function, may run before its kernel is "
+                       "ended (default 60; a call gets at most 10)")
     grade.set_defaults(run=cmd_grade)
 
     exercises = sub.add_parser("exercises", help="write exercises/ from solutions/ (solution regions become stubs)")

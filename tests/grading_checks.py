@@ -8,7 +8,7 @@ from minigpt2.grading.grader import grade_notebook
 
 def assert_mutant_fails_with_its_hint(exercise_id: str, mutant, hint: str) -> None:
     """A wrong implementation scores nothing, and the message names its mistake."""
-    result = run_exercise(get_exercise(exercise_id), mutant)
+    result = run_exercise(get_exercise(exercise_id), mutant, watch=False)
     assert result.status == "failed" and result.earned == 0, result.message
     assert hint in result.message, result.message
 
@@ -19,7 +19,7 @@ def assert_mutant_loses_exactly_its_points(solutions: dict, exercise_id: str, mu
     lesson = exercise_id.split(".")[0]
     namespace = {**solutions, exercise.name: mutant}
     total = sum(ex.points for ex in exercises_for(lesson))
-    assert sum(r.earned for r in grade_namespace(lesson, namespace)) == total - exercise.points
+    assert sum(r.earned for r in grade_namespace(lesson, namespace, watch=False)) == total - exercise.points
 
 
 def assert_solutions_full_marks_exercises_zero(root: Path, notebook: str, points: int, exercises: int) -> None:

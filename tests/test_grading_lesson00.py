@@ -12,8 +12,13 @@ def solution_namespace():
     return {
         "utf8_length": lambda text: len(text.encode("utf-8")),
         "count_linear_params": lambda n_in, n_out, bias=True: n_in * n_out + (n_out if bias else 0),
-        "softmax": lambda x: torch.softmax(x, dim=-1),
+        "softmax": stable_softmax,
     }
+
+
+def stable_softmax(x):
+    e = (x - x.max(dim=-1, keepdim=True).values).exp()
+    return e / e.sum(dim=-1, keepdim=True)
 
 
 def naive_softmax(x):
@@ -34,7 +39,7 @@ MUTANTS = [
 
 
 def test_solutions_pass():
-    results = grade_namespace("00", solution_namespace())
+    results = grade_namespace("00", solution_namespace(), watch=False)
     assert [r.status for r in results] == ["passed"] * 3
 
 

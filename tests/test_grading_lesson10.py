@@ -112,7 +112,7 @@ def induction_score_latest(weights, ids):
 
 
 def test_solutions_pass():
-    results = grade_namespace("10", solution_namespace())
+    results = grade_namespace("10", solution_namespace(), watch=False)
     assert [r.status for r in results] == ["passed"] * 4, [r.message for r in results]
 
 

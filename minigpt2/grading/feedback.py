@@ -47,6 +47,44 @@ def name_mistake(got: Any, mistakes: list[Mistake], atol: float = 1e-5, rtol: fl
             raise CheckFailed(mistake.message)
 
 
+def _broadcast_by_accident(got: torch.Size, expected: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(got, expected) == got != expected
+    except RuntimeError:
+        return False
+
+
+def _index(flat: int, shape) -> tuple[int, ...]:
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape))
+
+
+def broken_property(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+    """Which property of the reference ``got`` breaks, in words — rows that should be probabilities
+    and do not sum to 1 (the wrong axis, the whole tensor), a future position with weight — or None."""
+    g, e = got.double(), expected.double()
+    if e.dim() >= 1 and e.numel() and e.size(-1) > 1 and bool((e >= 0).all()):
+        ones = torch.ones_like(e.sum(-1))
+        if torch.allclose(e.sum(-1), ones, atol=1e-6) and not torch.allclose(g.sum(-1), ones, atol=1e-4):
+            if g.dim() >= 2 and torch.allclose(g.sum(-2), torch.ones_like(g.sum(-2)), atol=1e-4):
+                return ("each COLUMN adds up to 1 instead of each row: you normalised over the wrong axis. "
+                        "Each query's weights (the last axis) must sum to 1: dim=-1.")
+            if abs(g.sum().item() - 1) < 1e-4 and e.numel() > e.size(-1):
+                return ("the whole tensor adds up to 1: you normalised over everything at once. Normalise each row "
+                        "on its own (a sum over dim=-1 with keepdim=True).")
+            sums = g.sum(-1)
+            bad = _index(int(torch.argmax((sums - 1).abs().nan_to_num(float("inf")))), sums.shape)
+            return (f"each row should add up to 1 (they are probabilities), but row {bad} adds up to "
+                    f"{sums[bad].item():.4g}.")
+    if e.dim() >= 2 and e.size(-1) == e.size(-2) > 1:
+        future = torch.ones(e.shape[-2:], dtype=torch.bool).triu(1)
+        if bool((e[..., future] == 0).all()) and bool((g[..., future] != 0).any()):
+            leaks = (g != 0) & future
+            where = _index(int(torch.nonzero(leaks.reshape(-1))[0]), g.shape)
+            return (f"at {where} query {where[-2]} puts weight {g[where].item():.3g} on key {where[-1]}, a FUTURE "
+                    "position: every key after the query must get exactly 0 (the causal mask).")
+    return None
+
+
 def expect_tensor(
     got: Any,
     expected: torch.Tensor,
@@ -63,7 +101,9 @@ def expect_tensor(
     mistakes = list(mistakes)
     if tuple(got.shape) != tuple(expected.shape):
         name_mistake(got, mistakes, atol, rtol)
-        raise CheckFailed(f"{what} has shape {tuple(got.shape)}, but it should have shape {tuple(expected.shape)}.")
+        accident = (" A shape broadcast by accident? Adding or multiplying a (T,) and a (T, 1) tensor gives (T, T); "
+                    "keepdim=True keeps the axis a reduction removes.") if _broadcast_by_accident(got.shape, expected.shape) else ""
+        raise CheckFailed(f"{what} has shape {tuple(got.shape)}, but it should have shape {tuple(expected.shape)}.{accident}")
     if check_dtype and got.dtype != expected.dtype:
         raise CheckFailed(f"{what} has dtype {got.dtype}, but it should have dtype {expected.dtype}.")
     if got.is_floating_point() and torch.isnan(got).any() and not torch.isnan(expected).any():
@@ -72,6 +112,9 @@ def expect_tensor(
     if _close(got, expected.to(got.dtype) if got.is_floating_point() else expected, atol, rtol):
         return
     name_mistake(got, mistakes, atol, rtol)
+    broken = broken_property(got, expected)
+    if broken is not None:
+        raise CheckFailed(f"{what} is wrong: {broken}")
     diff = (got.double() - expected.double()).abs()
     where = tuple(int(i) for i in torch.unravel_index(torch.argmax(diff.nan_to_num(float("inf"))), diff.shape))
     raise CheckFailed(

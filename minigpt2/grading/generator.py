@@ -17,8 +17,6 @@ import copy
 import re
 from pathlib import Path
 
-import nbformat
-
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
 HEADING = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+?)\s*(\(.*\))?\s*$", re.MULTILINE)
@@ -30,6 +28,14 @@ class GeneratorError(ValueError):
 
 def stub_line(indent: str, exercise_id: str, title: str) -> str:
     return f'{indent}raise NotImplementedError("Exercise {exercise_id} ({title}): replace this line with your code")'
+
+
+_STUB = re.compile(r'raise NotImplementedError\("Exercise \d\d\.\d+ \(.*\): replace this line with your code"\)')
+
+
+def is_stub_line(line: str) -> bool:
+    """Whether a line of code is a stub :func:`stub_line` wrote (the learner has not started there)."""
+    return bool(_STUB.fullmatch(line.strip()))
 
 
 def strip_solutions(source: str, exercise_id: str, title: str, where: str) -> str:
@@ -77,11 +83,15 @@ def make_exercises(solutions: nbformat.NotebookNode, name: str = "notebook") -> 
 
 
 def render(nb: nbformat.NotebookNode) -> str:
+    import nbformat  # here, not at the top: the checks import this module (for is_stub_line) in every kernel
+
     return nbformat.writes(nb) + "\n"
 
 
 def expected_exercises(solutions_dir: Path) -> dict[str, str]:
     """File name -> the text the exercises notebook of that name should have."""
+    import nbformat
+
     return {
         path.name: render(make_exercises(nbformat.read(path, as_version=4), name=path.name))
         for path in sorted(Path(solutions_dir).glob("*.ipynb"))

@@ -1,29 +1,27 @@
-"""Grade a notebook headless: run it in a fresh kernel, then run the registered
-checks on what it defined.
+"""Grade a notebook headless, without running the learner's code in the grader's process.
 
-The learner's file is only read. The checks come from the package, not from the
-notebook, so an edited or deleted check cell cannot change the score. Whatever the
-learner's code does (raises, loops forever, has a syntax error, kills the kernel)
-becomes a row of the report, never a traceback of the grader.
+The learner's notebook runs in a kernel of its own (:mod:`minigpt2.grading.kernel`); each
+exercise's check (from the package, not from the notebook, so an edited or deleted check cell
+changes nothing) runs here, asks the kernel to call the learner's function on inputs it chose,
+and gets back plain data (:mod:`minigpt2.grading.wire`). The comparison with the reference, the
+named mistakes, the points and the report are computed here, where learner code cannot reach.
+Before that, the learner's source is read for the calls an exercise forbids
+(:mod:`minigpt2.grading.forbid`). Whatever the learner's code does (raises, loops for ever,
+exits, kills the kernel, eats memory) becomes a row or a note, never a traceback of the grader.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-import logging
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from minigpt2.grading.core import Result, exercises_for
+from minigpt2.grading.core import Exercise, Learner, Result, exercises_for, forbidden_message, run_exercise
 
-MARKER = "@@minigpt2-grade@@"
-_quiet_log = logging.getLogger("minigpt2.grader")  # nbclient's timeout lines become our notes instead
-_quiet_log.addHandler(logging.NullHandler())
-_quiet_log.propagate = False
 LESSON_FROM_NAME = re.compile(r"^(\d\d)_")
 
 
@@ -58,12 +56,17 @@ class Report:
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
+    path = Path(path)
+    if path.is_dir():
+        raise GradingError(f"{path} is a folder; give the path of one notebook, e.g. {path / '03_attention.ipynb'}.")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise GradingError(f"{path} does not exist.") from None
     except UnicodeDecodeError:
         raise GradingError(f"{path} is not a text file, so it cannot be a notebook.") from None
+    except OSError as err:
+        raise GradingError(f"{path} cannot be read ({err.strerror}).") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
@@ -83,104 +86,100 @@ def lesson_of(path: Path, nb: nbformat.NotebookNode) -> str:
     match = LESSON_FROM_NAME.match(Path(path).name)
     if match:
         return match.group(1)
-    lesson = nb.metadata.get("minigpt2", {}).get("lesson")
+    meta = nb.metadata.get("minigpt2", {})
+    lesson = meta.get("lesson") if isinstance(meta, dict) else None
     if lesson is None:
         raise GradingError(
             f"cannot tell which lesson {path} belongs to: its name should start with the lesson number, e.g. 03_attention.ipynb"
         )
-    return f"{int(lesson):02d}"
+    if isinstance(lesson, bool) or not re.fullmatch(r"\d{1,2}", str(lesson).strip()):
+        raise GradingError(
+            f"{path}'s metadata.minigpt2.lesson is {lesson!r}; it should be the lesson number (e.g. 3), "
+            "or name the file after its lesson, e.g. 03_attention.ipynb"
+        )
+    return f"{int(str(lesson).strip()):02d}"
 
 
-def _setup_cell(lesson: str) -> nbformat.NotebookNode:
-    """Imports torch and the lesson's checks before the learner's first cell, under the grader's own
-    budget: a slow first `import torch` must not count against (or be interrupted in) a learner's cell."""
-    source = f"import minigpt2.grading.core as _core\n_core.exercises_for({lesson!r})"
-    return nbformat.v4.new_code_cell(source, metadata={"minigpt2_grader": True})
+def _other_lesson(lesson: str, defined: set[str]) -> str | None:
+    """The lesson whose exercises this notebook defines, when it is not ``lesson``'s."""
+    if any(ex.name in defined for ex in exercises_for(lesson)):
+        return None
+    for other in (f"{n:02d}" for n in range(100)):
+        names = [ex.name for ex in exercises_for(other)] if other != lesson else []
+        if names and sum(name in defined for name in names) * 2 >= len(names):
+            return other
+    return None
 
 
-def _grading_cell(lesson: str) -> nbformat.NotebookNode:
-    source = (
-        "import json as _json\n"
-        "from minigpt2.grading.core import grade_namespace as _grade_namespace\n"
-        f"print({MARKER!r} + _json.dumps([_r.to_dict() for _r in _grade_namespace({lesson!r}, globals())]))\n"
-    )
-    return nbformat.v4.new_code_cell(source, metadata={"minigpt2_grader": True})
+def _missing_message(ex: Exercise, in_source: set[str], functions: list[str]) -> str:
+    if ex.name in in_source:
+        return f"`{ex.name}` is not defined: run the cell that defines it (and fix any error it shows)."
+    close = difflib.get_close_matches(ex.name, functions, n=1, cutoff=0.6)
+    if close:
+        return (f"`{ex.name}` is not defined, but the notebook defines `{close[0]}`: the grader looks for the name "
+                f"`{ex.name}` — did you rename it? Keep the name the exercise gives.")
+    return f"`{ex.name}` is not defined: the exercise's function must keep the name `{ex.name}`."
 
 
-def _cell_errors(cells: list, cell_timeout: int) -> list[str]:
-    """A note for each of the learner's cells that stored an error (cells numbered from 0 as in their file)."""
-    notes = []
-    for index, cell in enumerate(cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                what = f"cell {index} (`{first_line[:60]}`)"
-                if output.get("ename") == "KeyboardInterrupt":
-                    notes.append(f"{what} ran for more than {cell_timeout} s and was stopped: an infinite loop?")
-                else:
-                    notes.append(f"{what} raised {output.get('ename')}: {output.get('evalue')}")
-    return notes
+def grade_notebook(path: str | Path, cell_timeout: float = 60, memory_limit: int | None = None) -> Report:
+    """Run ``path`` in a kernel of its own and grade its exercises from outside it."""
+    from minigpt2.grading.kernel import DEFAULT_MEMORY_LIMIT, KernelSession, KernelUnavailable
 
-
-def grade_notebook(path: str | Path, cell_timeout: int = 60) -> Report:
-    """Execute ``path`` headless and grade its exercises."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
+    if not cell_timeout > 0:
+        raise GradingError(f"the time limit must be a positive number of seconds, not {cell_timeout!r}.")
     path = Path(path)
     nb = read_notebook(path)
     lesson = lesson_of(path, nb)
+    cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    session = KernelSession(cells, str(path.parent.resolve()), lesson, cell_timeout,
+                            DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit)
+    try:
+        session.launch()  # the kernel starts while this process imports the checks
+        return _grade(path, lesson, cells, session)
+    except KernelUnavailable as err:
+        raise GradingError(f"{err}: check the installation with `minigpt2 doctor`.") from None
+    finally:
+        session.close()
+
+
+def _grade(path: Path, lesson: str, cells: list[tuple[int, str]], session) -> Report:
+    from minigpt2.grading.forbid import parse_cells, scan_tampering, top_level_definitions
+
     exercises = exercises_for(lesson)
     if not exercises:
         raise GradingError(f"lesson {lesson} has no graded exercises (is {path.name} the right notebook?)")
+    trees = parse_cells(cells)
+    definitions = top_level_definitions(trees)
+    other = _other_lesson(lesson, set(definitions))
+    if other is not None:
+        raise GradingError(f"{path.name} is graded as lesson {lesson}, but it defines lesson {other}'s exercises: "
+                           f"give lesson {other}'s notebook a name starting with {other}_ (or grade the right file).")
+    tampering = scan_tampering(trees)
+    if tampering is not None:
+        message = (f"cell {tampering.cell}, line {tampering.line} uses `{tampering.what}`, which reaches into the "
+                   "grader's own machinery: this notebook's grade does not count.")
+        return Report(str(path), lesson, [Result(ex.id, ex.title, ex.points, 0, False, "not allowed", message)
+                                          for ex in exercises], [message])
 
-    nb.cells.insert(0, _setup_cell(lesson))
-    nb.cells.append(_grading_cell(lesson))
-    # The learner's cells get `cell_timeout` each; the grading cell runs every check, each of whose calls of
-    # the learner's code is limited on its own (core.DEFAULT_TIME_LIMIT), so it gets a budget per exercise.
-    grading_budget = 60 + 30 * len(exercises)
-    client = NotebookClient(
-        nb,
-        timeout_func=lambda cell: grading_budget if cell.metadata.get("minigpt2_grader") else cell_timeout,
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent.resolve())}},
-        log=_quiet_log,
-    )
-    notes: list[str] = []
-    try:
-        client.execute(stderr=subprocess.DEVNULL)  # the kernel's own log lines are not the learner's business
-    except DeadKernelError:
-        notes.append("the kernel died while running the notebook (out of memory? a crash in native code?)")
-    except CellTimeoutError:
-        notes.append(f"a cell ran for more than {cell_timeout} s and could not be interrupted")
-    except Exception as err:  # the kernel failed to start, and the like
-        notes.append(f"the notebook could not be run: {type(err).__name__}: {err}")
-
-    results = _results_from(nb.cells[-1])
-    for output in nb.cells[0].get("outputs", []):
-        if output.get("output_type") == "error":
-            notes.append(f"the grader could not import the checks: {output.get('ename')}: {output.get('evalue')}")
-    notes = _cell_errors(nb.cells[1:-1], cell_timeout) + notes
-    for output in nb.cells[-1].get("outputs", []):
-        if output.get("output_type") == "error":
-            notes.append(f"the grader's own cell failed: {output.get('ename')}: {output.get('evalue')}")
-    if results is None:
-        reason = notes[-1] if notes else "the grading cell did not run"
-        results = [
-            Result(ex.id, ex.title, ex.points, 0, False, "error", f"not graded: {reason}") for ex in exercises
-        ]
+    session.boot()
+    state = session.names([ex.name for ex in exercises])
+    functions = [n for n, (_, node) in definitions.items() if type(node).__name__ in ("FunctionDef", "ClassDef")]
+    results = [_grade_one(ex, session, state.get(ex.name, {}), trees, set(definitions), functions) for ex in exercises]
+    notes = [session.notes[index] for index in sorted(session.notes)]
     return Report(notebook=str(path), lesson=lesson, results=results, notes=notes)
 
 
-def _results_from(cell: nbformat.NotebookNode) -> list[Result] | None:
-    for output in cell.get("outputs", []):
-        text = output.get("text", "")
-        if output.get("output_type") == "stream" and MARKER in text:
-            payload = text.split(MARKER, 1)[1].strip().splitlines()[0]
-            return [Result(**row) for row in json.loads(payload)]
-    return None
+def _grade_one(ex: Exercise, session, state: dict, trees, in_source: set[str], functions: list[str]) -> Result:
+    if not state.get("defined"):
+        return run_exercise(ex, None, missing=True) if ex.name in in_source else Result(
+            ex.id, ex.title, ex.points, 0, False, "missing", _missing_message(ex, in_source, functions))
+    from minigpt2.grading.forbid import scan_source
+
+    finding = scan_source(trees, ex.name, ex.forbid)
+    if finding is not None:
+        where = f"It is in your code (cell {finding.cell}, line {finding.line})."
+        return Result(ex.id, ex.title, ex.points, 0, False, "not allowed", forbidden_message(finding.what, ex, where))
+    return run_exercise(ex, Learner(session, ex.name))
 
 
 def _short(message: str, limit: int = 240) -> str:

@@ -11,6 +11,11 @@ from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_tensor
 
 NEG_INF = float("-inf")
+# the package's finished attention (and PyTorch's): lesson 03 builds it, piece by piece
+PACKAGE_ATTENTION = ("minigpt2.attention.causal_mask", "minigpt2.attention.attention_weights",
+                     "minigpt2.attention.scaled_dot_product_attention", "minigpt2.attention.CausalSelfAttention",
+                     "torch.nn.functional.scaled_dot_product_attention",
+                     "torch.nn.functional.multi_head_attention_forward")
 
 
 def _randn(*shape, seed: int) -> torch.Tensor:
@@ -20,7 +25,7 @@ def _randn(*shape, seed: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- 03.1
 
 
-@exercise("03.1", "Scaled attention scores", points=2, name="attention_scores")
+@exercise("03.1", "Scaled attention scores", points=2, name="attention_scores", forbid=PACKAGE_ATTENTION)
 def check_attention_scores(attention_scores):
     # (q shape, k shape): one sequence, a batch, batch and heads with fewer queries than keys
     cases = [((5, 8), (5, 8)), ((2, 7, 16), (2, 7, 16)), ((2, 3, 4, 6), (2, 3, 9, 6))]
@@ -49,7 +54,7 @@ def check_attention_scores(attention_scores):
 # --------------------------------------------------------------------------- 03.2
 
 
-@exercise("03.2", "The causal mask", points=1, name="make_causal_mask")
+@exercise("03.2", "The causal mask", points=1, name="make_causal_mask", forbid=PACKAGE_ATTENTION)
 def check_make_causal_mask(make_causal_mask):
     for T in (4, 7, 1):  # T = 1 last: there the mistakes look alike
         expected = causal_mask(T)
@@ -84,7 +89,7 @@ def _softmax_masked(scores, mask):
     return torch.softmax(scores.masked_fill(~mask, NEG_INF), dim=-1)
 
 
-@exercise("03.3", "Masked softmax", points=2, name="masked_softmax")
+@exercise("03.3", "Masked softmax", points=2, name="masked_softmax", forbid=PACKAGE_ATTENTION)
 def check_masked_softmax(masked_softmax):
     for seed, lead in enumerate([(), (3,), (2, 4)]):
         T = 5 + seed
@@ -102,6 +107,10 @@ def check_masked_softmax(masked_softmax):
             _softmax_masked(scores, mask),
             what=what,
             mistakes=[
+                Mistake(torch.softmax(scores * mask, dim=-1) * mask, "you masked by multiplying: scores * mask makes "
+                        "the future's scores 0, not -inf, and a score of 0 still takes weight e⁰ = 1 in the softmax's "
+                        "sum; multiplying the weights by the mask afterwards then leaves rows that do not sum to 1. Use "
+                        "scores.masked_fill(~mask, float('-inf')) before the softmax."),
                 Mistake(torch.softmax(scores, dim=-1) * mask, "mask applied after softmax: zeroing weights after the "
                         "softmax leaves rows that do not sum to 1, and the future still leaks in through the "
                         "softmax's denominator. Set the masked scores to -inf BEFORE the softmax."),
@@ -119,7 +128,7 @@ def check_masked_softmax(masked_softmax):
 # --------------------------------------------------------------------------- 03.4
 
 
-@exercise("03.4", "One causal attention head", points=3, name="causal_attention")
+@exercise("03.4", "One causal attention head", points=3, name="causal_attention", forbid=PACKAGE_ATTENTION)
 def check_causal_attention(causal_attention):
     for seed, (lead, T, d) in enumerate([((), 6, 8), ((2,), 7, 16), ((2, 3), 5, 4)]):
         q, k, v = (_randn(*lead, T, d, seed=3 * seed + i) for i in range(3))
@@ -141,6 +150,9 @@ def check_causal_attention(causal_attention):
             return [
                 Mistake(both(_softmax_masked(raw, mask)), "missing √d: divide the scores by math.sqrt(d) before the "
                         "softmax."),
+                Mistake(both(torch.softmax(scaled * mask, dim=-1) * mask), "you masked by multiplying (softmax(s * "
+                        "mask) * mask): a score of 0 still takes weight in the softmax, so the rows do not sum to 1. Set "
+                        "the future's scores to -inf before the softmax: masked_fill(~mask, float('-inf'))."),
                 Mistake(both(torch.softmax(scaled, dim=-1) * mask), "mask applied after softmax: set the future's "
                         "scores to -inf before the softmax, so every row sums to 1 and no future score leaks in."),
                 Mistake(both(torch.softmax(scaled.masked_fill(~mask, NEG_INF), dim=-2)), "softmax over the wrong "

@@ -44,7 +44,7 @@ def _merge_without_transpose(y):
 # --------------------------------------------------------------------------- 04.1
 
 
-@exercise("04.1", "Split into heads", points=2, name="split_heads")
+@exercise("04.1", "Split into heads", points=2, name="split_heads", forbid=("minigpt2.attention.split_heads",))
 def check_split_heads(split_heads_fn):
     for seed, (B, T, H, hs) in enumerate(SHAPES):
         x = _randn(B, T, H * hs, seed=seed)
@@ -69,7 +69,7 @@ def check_split_heads(split_heads_fn):
 # --------------------------------------------------------------------------- 04.2
 
 
-@exercise("04.2", "Merge the heads", points=2, name="merge_heads")
+@exercise("04.2", "Merge the heads", points=2, name="merge_heads", forbid=("minigpt2.attention.merge_heads",))
 def check_merge_heads(merge_heads_fn):
     for seed, (B, T, H, hs) in enumerate(SHAPES):
         y = _randn(B, H, T, hs, seed=seed)
@@ -94,7 +94,8 @@ def check_merge_heads(merge_heads_fn):
 # --------------------------------------------------------------------------- 04.3
 
 
-@exercise("04.3", "Counting attention parameters", points=1, name="count_attention_params")
+@exercise("04.3", "Counting attention parameters", points=1, name="count_attention_params",
+          forbid=("minigpt2.attention.CausalSelfAttention",))
 def check_count_attention_params(count_attention_params):
     for n_embd, n_head, bias in [(768, 12, True), (48, 4, False), (1600, 25, True), (8, 2, False)]:
         expected = sum(p.numel() for p in CausalSelfAttention(
@@ -140,7 +141,9 @@ def _forward(x, p, split=split_heads, merge=merge_heads, scale=None, causal=True
     return F.linear(y, p.c_proj.weight, p.c_proj.bias) if project else y
 
 
-@exercise("04.4", "Multi-head causal self-attention", points=3, name="multi_head_attention")
+# the finished module called on the parts (CausalSelfAttention.forward(attn, x)), or PyTorch's
+@exercise("04.4", "Multi-head causal self-attention", points=3, name="multi_head_attention",
+          forbid=("minigpt2.attention.CausalSelfAttention", "torch.nn.functional.multi_head_attention_forward"))
 def check_multi_head_attention(multi_head_attention):
     for seed, (B, T, H, hs) in enumerate(SHAPES):
         torch.manual_seed(seed)

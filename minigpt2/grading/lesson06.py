@@ -26,8 +26,11 @@ def _layer_norm_inputs():
 
 
 def _ln_variant(x, w, b, eps, unbiased=False, eps_where="inside", dim=-1, affine="normal", centre=True, power=0.5):
-    mean = x.mean(dim, keepdim=True) if centre else 0
-    var = x.var(dim, keepdim=True, unbiased=unbiased)
+    if dim is None:  # over the whole tensor at once
+        mean, var = (x.mean() if centre else 0), x.var(unbiased=unbiased)
+    else:
+        mean = x.mean(dim, keepdim=True) if centre else 0
+        var = x.var(dim, keepdim=True, unbiased=unbiased)
     if eps_where == "inside":
         denominator = (var + eps) ** power
     elif eps_where == "outside":
@@ -44,7 +47,11 @@ def _ln_variant(x, w, b, eps, unbiased=False, eps_where="inside", dim=-1, affine
     return x_hat * w + b
 
 
-@exercise("06.1", "LayerNorm", points=3, name="layer_norm")
+LAYER_NORM = ("torch.nn.functional.layer_norm", "torch.layer_norm", "torch.native_layer_norm",
+              "torch.nn.functional.group_norm", "minigpt2.layers.LayerNorm")
+
+
+@exercise("06.1", "LayerNorm", points=3, name="layer_norm", forbid=LAYER_NORM)
 def check_layer_norm(layer_norm):
     for seed, x in enumerate(_layer_norm_inputs()):
         C = x.size(-1)
@@ -66,6 +73,9 @@ def check_layer_norm(layer_norm):
                     "bias, not (x_hat + bias) * weight."),
             Mistake(_ln_variant(x, w, b, eps, affine="swapped"), "weight and bias swapped: multiply by weight, add bias."),
             Mistake(_ln_variant(x, w, b, eps, centre=False), "you did not subtract the mean before dividing."),
+            Mistake(_ln_variant(x, w, b, eps, dim=None), "you normalised over the whole tensor (x.mean() and x.var() "
+                    "without dim): LayerNorm normalises each position's vector on its own, over the last dimension: "
+                    "x.mean(dim=-1, keepdim=True)."),
         ]
         for dim in range(x.dim() - 1):  # every wrong dimension
             message = ("you normalised over the batch (dim 0), like BatchNorm: LayerNorm works on each position's "
@@ -95,7 +105,7 @@ class BlockParts:
                         "block.ln_2 and block.mlp yourself")
 
 
-@exercise("06.2", "The pre-LN block", points=3, name="pre_ln_block")
+@exercise("06.2", "The pre-LN block", points=3, name="pre_ln_block", forbid=("minigpt2.layers.Block.forward",))
 def check_pre_ln_block(pre_ln_block):
     for seed, (B, T, C, H) in enumerate([(2, 6, 16, 2), (1, 9, 24, 3)]):
         torch.manual_seed(seed)

@@ -41,7 +41,7 @@ PARAM_CONFIGS = [
 ]
 
 
-@exercise("07.1", "Counting a GPT's parameters", points=2, name="count_gpt_params")
+@exercise("07.1", "Counting a GPT's parameters", points=2, name="count_gpt_params", forbid=("minigpt2.model.GPT",))
 def check_count_gpt_params(count_gpt_params):
     for config in PARAM_CONFIGS:
         expected = reference_param_count(config)
@@ -79,18 +79,26 @@ def _std_matches(std: float, target: float) -> bool:
     return abs(std - target) <= 0.1 * target
 
 
-@exercise("07.2", "GPT-2's initialisation", points=3, name="init_gpt2_")
+def _initialised(init_gpt2_, n_layer: int, n_embd: int) -> tuple[bool, dict[str, torch.Tensor]]:
+    """A probe (it runs where the learner's code runs): a GPT filled with 0.5, then the learner's
+    init; whether lm_head is still tied to wte, and every parameter after it."""
+    torch.manual_seed(n_layer)
+    model = GPT(GPTConfig(block_size=64, vocab_size=500, n_layer=n_layer, n_head=4, n_embd=n_embd))
+    _fill(model, 0.5)  # nothing of the old values may survive
+    init_gpt2_(model)
+    tied = model.lm_head.weight is model.transformer.wte.weight
+    return tied, {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@exercise("07.2", "GPT-2's initialisation", points=3, name="init_gpt2_", forbid=("minigpt2.model.GPT._init_weights",))
 def check_init_gpt2_(init_gpt2_):
     for n_layer, n_embd in [(6, 96), (2, 64)]:
-        torch.manual_seed(n_layer)
-        model = GPT(GPTConfig(block_size=64, vocab_size=500, n_layer=n_layer, n_head=4, n_embd=n_embd))
-        _fill(model, 0.5)  # nothing of the old values may survive
-        call(init_gpt2_, model)
-        if model.lm_head.weight is not model.transformer.wte.weight:
+        tied, parameters = call(_initialised, init_gpt2_, n_layer, n_embd)
+        if not tied:
             raise CheckFailed("lm_head.weight is no longer the same Parameter as transformer.wte.weight: change the "
                               "weights in place (nn.init.normal_ or p.normal_()), do not assign new Parameters.")
         residual = 0.02 / math.sqrt(2 * n_layer)
-        for name, p in model.named_parameters():
+        for name, p in parameters.items():
             where = f"{name} (n_layer={n_layer})"
             if torch.all(p == 0.5):
                 raise CheckFailed(f"{where} was not initialised: it still holds the value it had before your function ran.")
@@ -134,7 +142,8 @@ def _hf_style_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     return state
 
 
-@exercise("07.3", "Loading a Hugging Face state dict", points=3, name="convert_hf_state_dict")
+@exercise("07.3", "Loading a Hugging Face state dict", points=3, name="convert_hf_state_dict",
+          forbid=("minigpt2.hf.from_hf_state_dict", "minigpt2.hf.load_state_dict_into"))
 def check_convert_hf_state_dict(convert_hf_state_dict):
     for seed, config in enumerate([
         GPTConfig(block_size=24, vocab_size=101, n_layer=2, n_head=2, n_embd=32),
@@ -201,7 +210,8 @@ def _forward(model: GPT, idx: torch.Tensor, positions_from=0, use_wpe=True, ln_f
     return F.softmax(logits, dim=-1) if softmax else logits
 
 
-@exercise("07.4", "The forward pass", points=3, name="gpt_forward")
+@exercise("07.4", "The forward pass", points=3, name="gpt_forward",
+          forbid=("minigpt2.model.GPT.forward", "minigpt2.model.GPT._embed"))
 def check_gpt_forward(gpt_forward):
     for seed, (config, B, T) in enumerate([
         (GPTConfig(block_size=16, vocab_size=53, n_layer=2, n_head=2, n_embd=24), 2, 9),

@@ -54,7 +54,8 @@ def _no_warmup(step, max_lr, min_lr, warmup, total):
     return lr_at(step, max_lr, min_lr, 0, total) if step < total else min_lr
 
 
-@exercise("08.1", "The learning-rate schedule", points=2, name="lr_at")
+@exercise("08.1", "The learning-rate schedule", points=2, name="lr_at",
+          forbid=("minigpt2.train.optim.lr_at", "minigpt2.train.optim.WarmupCosine"))
 def check_lr_at(lr_at_fn):
     for max_lr, min_lr, warmup, total in SCHEDULES:
         args = (max_lr, min_lr, warmup, total)
@@ -110,17 +111,43 @@ def _models():
     return [_Toy(), GPT(GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=8))]
 
 
-def _split(model, groups, weight_decay) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(decayed names, not-decayed names), each sorted, from a learner's groups; CheckFailed if malformed."""
-    if not isinstance(groups, (list, tuple)) or len(groups) != 2:
-        got = f"{len(groups)} groups" if isinstance(groups, (list, tuple)) else f"a {type(groups).__name__}"
-        raise CheckFailed(f"decay_groups should return a list of two dicts (decayed, not decayed), but it returned {got}.")
+def _grouped(decay_groups, which: int, weight_decay: float) -> dict:
+    """A probe (it runs where the learner's code runs): the learner's groups for model ``which`` of
+    :func:`_models`, described by parameter names, and whether AdamW accepts them as they are."""
+    model = _models()[which]
+    groups = decay_groups(model, weight_decay)
+    if not isinstance(groups, (list, tuple)):
+        return {"type": type(groups).__name__, "groups": None}
     names = {id(p): n for n, p in model.named_parameters()}
-    by_decay = {}
+    described, every = [], []
     for group in groups:
         if not isinstance(group, dict) or "params" not in group or "weight_decay" not in group:
+            described.append(None)
+            continue
+        params = list(group["params"])
+        every += params
+        described.append({"params": [names.get(id(p), "?") for p in params], "weight_decay": float(group["weight_decay"])})
+    duplicates = len(every) != len({id(p) for p in every})
+    adamw_error = None
+    if not duplicates:  # (the check names duplicates itself)
+        try:
+            torch.optim.AdamW(groups, lr=1e-3)  # the groups must be usable as they are
+        except (ValueError, TypeError) as err:
+            adamw_error = str(err)
+    return {"type": type(groups).__name__, "groups": described, "adamw_error": adamw_error, "duplicates": duplicates}
+
+
+def _split(groups, weight_decay) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(decayed names, not-decayed names), each sorted, from the description of a learner's groups
+    (:func:`_grouped`); CheckFailed if malformed."""
+    if groups["groups"] is None or len(groups["groups"]) != 2:
+        got = f"{len(groups['groups'])} groups" if groups["groups"] is not None else f"a {groups['type']}"
+        raise CheckFailed(f"decay_groups should return a list of two dicts (decayed, not decayed), but it returned {got}.")
+    by_decay = {}
+    for group in groups["groups"]:
+        if group is None:
             raise CheckFailed("each group should be a dict with the keys 'params' (a list of parameters) and 'weight_decay'.")
-        listed = [names.get(id(p), "?") for p in group["params"]]
+        listed = group["params"]
         if "?" in listed:
             raise CheckFailed("a group holds something that is not one of the model's parameters: use model.parameters().")
         by_decay.setdefault(float(group["weight_decay"]), []).extend(listed)
@@ -138,19 +165,18 @@ def _reference_groups(model):
     return decay, rest
 
 
-@exercise("08.2", "AdamW's parameter groups", points=2, name="decay_groups")
+@exercise("08.2", "AdamW's parameter groups", points=2, name="decay_groups",
+          forbid=("minigpt2.train.optim.param_groups", "minigpt2.train.optim.make_optimizer"))
 def check_decay_groups(decay_groups):
-    for model in _models():
+    for which, model in enumerate(_models()):
         kind = type(model).__name__
-        groups = call(decay_groups, model, 0.1)
-        if isinstance(groups, (list, tuple)):
-            every = [p for g in groups if isinstance(g, dict) for p in g.get("params", [])]
-            if len(every) != len({id(p) for p in every}):
-                raise CheckFailed(
-                    "a parameter appears more than once: the tied embedding / output weight is ONE parameter. "
-                    "model.parameters() lists it once (named_parameters(remove_duplicate=False) would not)."
-                )
-        got = _split(model, groups, 0.1)
+        groups = call(_grouped, decay_groups, which, 0.1)
+        if groups.get("duplicates"):
+            raise CheckFailed(
+                "a parameter appears more than once: the tied embedding / output weight is ONE parameter. "
+                "model.parameters() lists it once (named_parameters(remove_duplicate=False) would not)."
+            )
+        got = _split(groups, 0.1)
         everything = tuple(sorted(n for n, _ in model.named_parameters()))
         by_name = tuple(sorted(n for n in everything if n.endswith("weight")))
         linear_only = tuple(sorted(f"{n}.weight" for n, m in model.named_modules()
@@ -180,10 +206,8 @@ def check_decay_groups(decay_groups):
             if missing:
                 parts.append(f"these are in no group: {missing}")
             raise CheckFailed(f"on a {kind}, " + "; ".join(parts) + ".")
-        try:
-            torch.optim.AdamW(groups, lr=1e-3)  # the groups must be usable as they are
-        except (ValueError, TypeError) as err:
-            raise CheckFailed(f"torch.optim.AdamW cannot use these groups: {err}") from None
+        if groups["adamw_error"] is not None:
+            raise CheckFailed(f"torch.optim.AdamW cannot use these groups: {groups['adamw_error']}")
 
 
 # --------------------------------------------------------------------------- 08.3
@@ -206,10 +230,10 @@ def _train_step(model, optimizer, micro_batches, grad_clip, *, divide=True, clip
     return total / len(micro_batches)
 
 
-def _step_twice(step_fn, grad_clip, n_micro, learner=False):
+def _step_twice(step_fn, grad_clip, n_micro):
     """Two calls of ``step_fn`` on a fresh tiny GPT with plain SGD (whose update shows every
     scaling mistake, unlike Adam's); returns (the weights after, the two returned losses).
-    ``learner``: ``step_fn`` is the learner's, so it runs under :func:`call`'s time limit."""
+    With the learner's ``step_fn`` it is a probe: ``call(_step_twice, train_step, …)``."""
     from minigpt2.model import GPT, GPTConfig
 
     torch.manual_seed(0)
@@ -220,7 +244,7 @@ def _step_twice(step_fn, grad_clip, n_micro, learner=False):
     for _ in range(2):
         batches = [(torch.randint(13, (3, 8), generator=g), torch.randint(13, (3, 8), generator=g)) for _ in range(n_micro)]
         args = (model, optimizer, batches, grad_clip)
-        losses.append(call(step_fn, *args) if learner else step_fn(*args))
+        losses.append(step_fn(*args))
     weights = torch.cat([p.detach().flatten() for p in model.parameters()])
     return weights, losses
 
@@ -243,7 +267,7 @@ def _step_mistakes(grad_clip, n_micro) -> list[Mistake]:
 @exercise("08.3", "One step with gradient accumulation", points=3, name="train_step")
 def check_train_step(train_step):
     for grad_clip, n_micro in ((1e9, 3), (0.05, 2), (1e9, 1)):
-        weights, losses = _step_twice(train_step, grad_clip, n_micro, learner=True)
+        weights, losses = call(_step_twice, train_step, grad_clip, n_micro)
         expected, expected_losses = _step_twice(_train_step, grad_clip, n_micro)
         where = f"with {n_micro} micro-batch{'es' if n_micro > 1 else ''} and grad_clip={grad_clip:g}"
         what = f"the weights after two steps {where}"
@@ -271,7 +295,9 @@ MFU_CASES = [  # tokens/s, n_params (without position embeddings), n_layer, n_em
 ]
 
 
-@exercise("08.4", "Model FLOPs utilisation", points=1, name="mfu")
+@exercise("08.4", "Model FLOPs utilisation", points=1, name="mfu",
+          forbid=("minigpt2.train.mfu.training_flops_per_token", "minigpt2.train.mfu.model_flops_per_token",
+                  "minigpt2.train.mfu.mfu"))
 def check_mfu(mfu):
     for tokens_per_s, n_params, n_layer, n_embd, block_size, peak in MFU_CASES:
         got = call(mfu, tokens_per_s, n_params, n_layer, n_embd, block_size, peak)

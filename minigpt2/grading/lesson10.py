@@ -16,6 +16,9 @@ from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
 from minigpt2.viz import attention_entropy, head_scores
 
 
+PACKAGE_HEADS = ("minigpt2.viz.heads.attention_entropy", "minigpt2.viz.heads.head_scores")  # the explorer's own head scores
+
+
 def random_causal(n_head: int, T: int, seed: int, sharpness: float = 1.5) -> torch.Tensor:
     """Causal attention weights ``(n_head, T, T)`` in float64: each row a softmax over keys 0…i,
     the future cells exactly 0 (as a real model's are)."""
@@ -54,7 +57,7 @@ def _entropy_cases():
     return cases
 
 
-@exercise("10.1", "Attention entropy per head", points=3, name="head_entropy")
+@exercise("10.1", "Attention entropy per head", points=3, name="head_entropy", forbid=PACKAGE_HEADS)
 def check_head_entropy(head_entropy):
     for w, what in _entropy_cases():
         n_head, T, _ = w.shape
@@ -127,7 +130,7 @@ def _as_pair(got, what: str, n_layer: int, n_head: int):
     raise CheckFailed(f"{what} should return a pair (layer, head); got a {type(got).__name__}: {got!r:.80}")
 
 
-@exercise("10.2", "Find the previous-token head", points=2, name="previous_token_head")
+@exercise("10.2", "Find the previous-token head", points=2, name="previous_token_head", forbid=PACKAGE_HEADS)
 def check_previous_token_head(previous_token_head):
     # (n_layer, n_head, T, planted heads); n_layer != n_head, nothing at (0, 0), and every mistake
     # below gives a different (layer, head), so that each is named as itself
@@ -178,7 +181,7 @@ def _sink_cases():
     return cases
 
 
-@exercise("10.3", "An attention-sink score", points=2, name="first_token_score")
+@exercise("10.3", "An attention-sink score", points=2, name="first_token_score", forbid=PACKAGE_HEADS)
 def check_first_token_score(first_token_score):
     for w, what in _sink_cases():
         expected = w[:, 1:, 0].mean(-1)  # (n_head,): queries 1…T-1 on key 0
@@ -245,7 +248,7 @@ def _induction_cases():
     return cases
 
 
-@exercise("10.4", "An induction score", points=3, name="induction_score")
+@exercise("10.4", "An induction score", points=3, name="induction_score", forbid=PACKAGE_HEADS)
 def check_induction_score(induction_score):
     for w, ids, what in _induction_cases():
         expected = head_scores(w, ids)["induction"]  # (n_head,)
