@@ -42,7 +42,7 @@ class TrainConfig:
     log_interval: int = 10
     # system
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto: bfloat16 on GPUs that have it, else float32
+    dtype: str = "auto"  # auto: bf16 autocast where it is faster (GPUs with bf16, CPUs with AMX when timed faster), else float32
     compile: bool = False  # torch.compile the model (worth it on GPUs for long runs)
     seed: int = 1337
     out_dir: str = "checkpoints/run"
