@@ -3,15 +3,21 @@
 Two benchmarks:
 
 ``throughput`` — training tokens per second of minigpt2's GPT and of Hugging Face's
-``GPT2LMHeadModel`` (sdpa attention) of the same shape, in one process, float32, with
-the same optimizer (AdamW, foreach, decay groups), the same clipping and the same
+``GPT2LMHeadModel`` (sdpa attention) of the same shape, in one process, in the same precision
+(``--dtype``: float32, or both under the same bf16 autocast), with the same optimizer (AdamW, foreach, decay groups), the same clipping and the same
 batches. The two are timed in alternating rounds so that load from other programs
 hits both alike; the ratio reported is the median of the per-round ratios. MFU is
-against the matmul peak measured in the same run::
+against the matmul peak of that dtype measured in the same run::
 
     .venv/bin/python benchmarks/bench_train.py throughput            # both sizes
     .venv/bin/python benchmarks/bench_train.py throughput --rounds 9 --steps 20
     .venv/bin/python benchmarks/bench_train.py throughput --sizes small --compile   # both torch.compile'd
+    .venv/bin/python benchmarks/bench_train.py throughput --dtype bfloat16          # both under bf16 autocast
+
+``precision`` — minigpt2's training step in the precision ``--dtype auto`` picks for each shape
+against the same step in float32, alternating, and what auto picked and why::
+
+    .venv/bin/python benchmarks/bench_train.py precision --rounds 10
 
 ``learn`` — the ``shakespeare-char`` preset from scratch, timed, with the validation
 loss at every evaluation (the loss curve)::
@@ -31,6 +37,7 @@ import torch
 from minigpt2.model import GPT, GPTConfig
 from minigpt2.train.mfu import measure_matmul_flops, training_flops_per_token
 from minigpt2.train.optim import clip_grad_norm, make_optimizer
+from minigpt2.train.precision import autocast_context, choose_precision
 
 SIZES = {
     # name: (n_layer, n_head, n_embd, block_size, batch_size) — nanoGPT's two Shakespeare-char models
@@ -57,11 +64,13 @@ def ours_model(n_layer, n_head, n_embd, block_size):
     return GPT(GPTConfig(block_size=block_size, vocab_size=VOCAB, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=0.0))
 
 
-def step_fn(model, loss_of):
+def step_fn(model, loss_of, dtype=torch.float32):
     optimizer = make_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99))
+    autocast = autocast_context(torch.device("cpu"), dtype)
 
     def step(x, y):
-        loss = loss_of(model, x, y)
+        with autocast:
+            loss = loss_of(model, x, y)
         loss.backward()
         clip_grad_norm(model, 1.0)
         optimizer.step()
@@ -85,7 +94,7 @@ def time_steps(step, batches) -> float:
     return time.perf_counter() - start
 
 
-def throughput(size: str, rounds: int, steps: int, compile: bool = False) -> dict:
+def throughput(size: str, rounds: int, steps: int, compile: bool = False, dtype: torch.dtype = torch.float32) -> dict:
     n_layer, n_head, n_embd, block_size, batch_size = SIZES[size]
     torch.manual_seed(0)
     ours = ours_model(n_layer, n_head, n_embd, block_size).train()
@@ -94,12 +103,12 @@ def throughput(size: str, rounds: int, steps: int, compile: bool = False) -> dic
     n_hf = sum(p.numel() for p in hf.parameters())
     assert n_ours == n_hf, f"the two models should have the same parameters: {n_ours} vs {n_hf}"
     run_ours, run_hf = (torch.compile(ours), torch.compile(hf)) if compile else (ours, hf)
-    contenders = {"minigpt2": step_fn(run_ours, ours_loss), "huggingface": step_fn(run_hf, hf_loss)}
+    contenders = {"minigpt2": step_fn(run_ours, ours_loss, dtype), "huggingface": step_fn(run_hf, hf_loss, dtype)}
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randint(VOCAB, (batch_size, block_size), generator=g),) * 2 for _ in range(steps)]
     for step in contenders.values():  # warm-up: allocator, kernels, optimizer state
         time_steps(step, batches[:3])
-    peak = measure_matmul_flops("cpu", torch.float32, size=1024)
+    peak = measure_matmul_flops("cpu", dtype, size=1024)
 
     # Short rounds, alternating which goes first: a burst of load from other programs
     # lands on both, and the median of the per-round ratios ignores the rounds it spoils.
@@ -110,12 +119,13 @@ def throughput(size: str, rounds: int, steps: int, compile: bool = False) -> dic
         for name in order:
             rates[name].append(tokens / time_steps(contenders[name], batches))
     ratios = [a / b for a, b in zip(rates["minigpt2"], rates["huggingface"])]
-    peak = max(peak, measure_matmul_flops("cpu", torch.float32, size=1024))  # the better of before and after
+    peak = max(peak, measure_matmul_flops("cpu", dtype, size=1024))  # the better of before and after
     flops_per_token = training_flops_per_token(n_ours - ours.transformer.wpe.weight.numel(), n_layer, n_embd, block_size)
     median = {name: statistics.median(r) for name, r in rates.items()}
     return {
         "size": size,
         "compiled": compile,
+        "dtype": str(dtype).removeprefix("torch."),
         "shape": dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, batch_size=batch_size),
         "params": n_ours,
         "tokens_per_s_best": {name: max(r) for name, r in rates.items()},
@@ -127,41 +137,79 @@ def throughput(size: str, rounds: int, steps: int, compile: bool = False) -> dic
     }
 
 
+def precision(size: str, rounds: int, steps: int) -> dict:
+    """minigpt2's step in the precision ``--dtype auto`` picks against the same step in float32."""
+    n_layer, n_head, n_embd, block_size, batch_size = SIZES[size]
+    torch.manual_seed(0)
+    model = ours_model(n_layer, n_head, n_embd, block_size).train()
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(VOCAB, (batch_size, block_size), generator=g),) * 2 for _ in range(steps)]
+    chosen = choose_precision("auto", torch.device("cpu"), model, batches[0])
+    contenders = {"auto": step_fn(model, ours_loss, chosen.dtype), "float32": step_fn(model, ours_loss, torch.float32)}
+    for step in contenders.values():
+        time_steps(step, batches[:2])
+    tokens = steps * batch_size * block_size
+    rates = {name: [] for name in contenders}
+    for r in range(rounds):
+        for name in (list(contenders) if r % 2 == 0 else list(reversed(contenders))):
+            rates[name].append(tokens / time_steps(contenders[name], batches))
+    ratios = [a / b for a, b in zip(rates["auto"], rates["float32"])]
+    return {"size": size, "auto_picked": chosen.name, "why": chosen.reason,
+            "tokens_per_s_median": {k: statistics.median(v) for k, v in rates.items()}, "ratios": ratios}
+
+
+def print_precision(result: dict) -> None:
+    q = quartiles(result["ratios"])
+    print(f"\n{result['size']}: auto picked {result['auto_picked']} ({result['why']})")
+    print("  " + "   ".join(f"{k} median {v:,.0f} tok/s" for k, v in result["tokens_per_s_median"].items()))
+    print(f"  auto / float32: {statistics.median(result['ratios']):.2f}x  (median of {len(result['ratios'])} alternating "
+          f"rounds; quartiles {q[0]:.2f} to {q[-1]:.2f})")
+
+
+def quartiles(values: list[float]) -> list[float]:
+    return statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+
+
 def print_throughput(result: dict) -> None:
     s = result["shape"]
     print(
         f"\n{result['size']}{' (both compiled)' if result['compiled'] else ''}: {s['n_layer']} layers, {s['n_head']} heads, n_embd {s['n_embd']}, context {s['block_size']}, "
         f"batch {s['batch_size']} ({result['params'] / 1e6:.2f}M parameters); "
-        f"measured float32 matmul peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s"
+        f"{'bf16 autocast' if result['dtype'] == 'bfloat16' else result['dtype']}; "
+        f"measured {result['dtype']} matmul peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s"
     )
     for name in ("minigpt2", "huggingface"):
         print(
             f"  {name:<12} median {result['tokens_per_s_median'][name]:>9,.0f} tok/s   best {result['tokens_per_s_best'][name]:>9,.0f} tok/s"
             f"   MFU (median) {result['mfu_median'][name]:.1%}"
         )
-    quartiles = statistics.quantiles(result["ratios"], n=4) if len(result["ratios"]) > 1 else result["ratios"] * 3
+    q = quartiles(result["ratios"])
     print(f"  minigpt2 / huggingface: {result['ratio_median']:.2f}x  (median of {len(result['ratios'])} alternating rounds; "
-          f"quartiles {quartiles[0]:.2f} to {quartiles[-1]:.2f})")
+          f"quartiles {q[0]:.2f} to {q[-1]:.2f})")
 
 
-def learn(max_minutes: float | None) -> dict:
+def learn(max_minutes: float | None, name: str = "shakespeare-char", overrides: dict | None = None) -> dict:
     from minigpt2.train import preset, train
 
-    config = preset("shakespeare-char", out_dir="checkpoints/bench-shakespeare-char", progress=False)
+    config = preset(name, **{"out_dir": f"checkpoints/bench-{name}", "progress": False, **(overrides or {})})
     start = time.perf_counter()
     curve = []
 
     def on_row(kind, row, model):
         if kind == "val":
             elapsed = time.perf_counter() - start
-            curve.append({"step": row["step"], "seconds": round(elapsed, 1), "val_loss": round(row["val_loss"], 4)})
+            curve.append({"step": row["step"], "tokens": row["step"] * config.tokens_per_step, "seconds": round(elapsed, 1),
+                          "val_loss": round(row["val_loss"], 4)})
             print(f"step {row['step']:>5}  {elapsed:6.0f} s  val loss {row['val_loss']:.4f}", flush=True)
 
     result = train(config, callback=on_row)
     seconds = time.perf_counter() - start
     rates = [r["tokens_per_s"] for r in result.history.train]
     summary = {
-        "preset": "shakespeare-char",
+        "preset": name,
+        "overrides": overrides or {},
+        "precision": f"{result.precision.name} ({result.precision.reason})",
+        "tokens_seen": result.step * config.tokens_per_step,
         "steps": result.step,
         "seconds": round(seconds, 1),
         "final_val_loss": round(result.val_loss, 4),
@@ -169,11 +217,29 @@ def learn(max_minutes: float | None) -> dict:
         "median_mfu": round(statistics.median(r["mfu"] for r in result.history.train), 4),
         "curve": curve,
     }
-    print(f"done: {result.step} steps in {seconds:.0f} s, val loss {result.val_loss:.4f}, "
+    print(f"precision: {summary['precision']}")
+    print(f"done: {result.step} steps ({summary['tokens_seen']:,} tokens) in {seconds:.0f} s, val loss {result.val_loss:.4f}, "
           f"median {summary['median_tokens_per_s']:,} tok/s, MFU {summary['median_mfu']:.1%}")
     if max_minutes is not None and seconds > 60 * max_minutes:
         print(f"note: the run took longer than {max_minutes:g} minutes on this machine as loaded now")
     return summary
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """["max_iters=500", "dtype=float32"] -> {"max_iters": 500, "dtype": "float32"}, typed as TrainConfig's fields."""
+    from dataclasses import fields
+
+    from minigpt2.train import TrainConfig
+
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        kind = types.get(key)
+        if kind is None:
+            raise SystemExit(f"--set: {key!r} is not a training setting")
+        out[key] = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(kind, str)(value)
+    return out
 
 
 def main() -> None:
@@ -184,8 +250,16 @@ def main() -> None:
     t.add_argument("--rounds", type=int, default=30)
     t.add_argument("--steps", type=int, default=3, help="training steps per timed round")
     t.add_argument("--compile", action="store_true", help="torch.compile both models first (the warm-up compiles)")
+    t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16: both under bf16 autocast")
     t.add_argument("--json", help="also write the results to this file")
-    lrn = sub.add_parser("learn", help="train the shakespeare-char preset and record its loss curve")
+    pr = sub.add_parser("precision", help="minigpt2's step as --dtype auto picks it against float32")
+    pr.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    pr.add_argument("--rounds", type=int, default=10)
+    pr.add_argument("--steps", type=int, default=2, help="training steps per timed round")
+    pr.add_argument("--json", help="also write the results to this file")
+    lrn = sub.add_parser("learn", help="train a preset from scratch and record its loss curve")
+    lrn.add_argument("--preset", default="shakespeare-char")
+    lrn.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override settings, e.g. max_iters=500 dtype=float32")
     lrn.add_argument("--max-minutes", type=float, default=5.0)
     lrn.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -194,10 +268,15 @@ def main() -> None:
     if args.what == "throughput":
         results = []
         for size in args.sizes:
-            results.append(throughput(size, args.rounds, args.steps, args.compile))
+            results.append(throughput(size, args.rounds, args.steps, args.compile, getattr(torch, args.dtype)))
             print_throughput(results[-1])
+    elif args.what == "precision":
+        results = []
+        for size in args.sizes:
+            results.append(precision(size, args.rounds, args.steps))
+            print_precision(results[-1])
     else:
-        results = learn(args.max_minutes)
+        results = learn(args.max_minutes, args.preset, parse_overrides(args.set))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
