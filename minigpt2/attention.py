@@ -31,6 +31,22 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()  # (T, T)
 
 
+def padded_causal_mask(attention_mask: torch.Tensor, T: int) -> torch.Tensor:
+    """The mask of the last ``T`` queries of a padded batch: (B, 1, T, T_k) bool.
+
+    ``attention_mask`` (B, T_k) holds 1 for a real token and 0 for padding, over every key
+    (the cached ones, then the T new ones). Query ``i`` (key position ``T_k - T + i``) may
+    attend to key ``j`` when ``j`` is not after it and is a real token. Every query also sees
+    itself, so a padding query's row is never empty (an empty row would make NaN, which its
+    value would carry into the next layer); no real token ever reads a padding position.
+    """
+    B, T_k = attention_mask.shape
+    query_pos = torch.arange(T_k - T, T_k, device=attention_mask.device)[:, None]  # (T, 1)
+    key_pos = torch.arange(T_k, device=attention_mask.device)[None, :]  # (1, T_k)
+    real_keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T_k)
+    return (real_keys & (key_pos <= query_pos)) | (key_pos == query_pos)  # (B, 1, T, T_k)
+
+
 def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``softmax(q kᵀ / √d)`` over the keys, with disallowed keys (``mask == False``) given weight 0.
 
@@ -92,6 +108,9 @@ class CausalSelfAttention(nn.Module):
     ``forward(x, kv_cache=layer_cache)`` (a :class:`~minigpt2.kv_cache.LayerKVCache`, lesson 09):
     x holds only the tokens after those already cached; their keys and values are appended
     to the cache, and their queries attend to every cached token and causally among themselves.
+
+    ``forward(x, attn_mask=mask)``: a padded batch's (B, 1, T, T_past + T) bool mask from
+    :func:`padded_causal_mask`, which replaces the causal one.
     """
 
     def __init__(self, config):
@@ -107,7 +126,7 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False, kv_cache=None):
+    def forward(self, x: torch.Tensor, need_weights: bool = False, kv_cache=None, attn_mask=None):
         if x.dim() != 3 or x.size(-1) != self.n_embd:
             raise ValueError(f"CausalSelfAttention expects x of shape (B, T, {self.n_embd}), got {tuple(x.shape)}")
         B, T, C = x.shape
@@ -117,7 +136,14 @@ class CausalSelfAttention(nn.Module):
             k, v = kv_cache.append(k, v)  # 2 x (B, n_head, T_past + T, head_dim): the cached tokens, then x's
         T_past = k.size(2) - T  # tokens before x's first one
 
-        if need_weights:
+        if attn_mask is not None:  # a padded batch: (B, 1, T, T_past + T), causal and padding in one
+            if need_weights:
+                weights = attention_weights(q, k, attn_mask)  # (B, n_head, T, T_past + T)
+                y = self.attn_dropout(weights) @ v  # (B, n_head, T, head_dim)
+            else:
+                dropout_p = self.dropout if self.training else 0.0
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)  # (B, n_head, T, head_dim)
+        elif need_weights:
             mask = causal_mask(T_past + T, device=x.device)[T_past:]  # (T, T_past + T): the rows of x's tokens
             weights = attention_weights(q, k, mask)  # (B, n_head, T, T_past + T)
             y = self.attn_dropout(weights) @ v  # (B, n_head, T, head_dim)
@@ -135,6 +161,7 @@ class CausalSelfAttention(nn.Module):
 
 __all__ = [
     "causal_mask",
+    "padded_causal_mask",
     "attention_weights",
     "scaled_dot_product_attention",
     "split_heads",

@@ -87,7 +87,8 @@ class Block(nn.Module):
     The additions keep an unnormalised "residual stream" running from the embeddings
     to the final LayerNorm; each sub-layer reads a normalised copy and writes a change.
     ``forward(x, need_weights=True)`` also returns the attention weights (B, n_head, T, T).
-    ``forward(x, kv_cache=layer_cache)`` hands the layer's KV cache to attention (lesson 09).
+    ``forward(x, kv_cache=layer_cache)`` hands the layer's KV cache to attention (lesson 09);
+    ``attn_mask`` (a padded batch's mask) goes to attention too.
     """
 
     def __init__(self, config):
@@ -97,11 +98,11 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False, kv_cache=None):
+    def forward(self, x: torch.Tensor, need_weights: bool = False, kv_cache=None, attn_mask=None):
         if need_weights:
-            attn_out, weights = self.attn(self.ln_1(x), need_weights=True, kv_cache=kv_cache)
+            attn_out, weights = self.attn(self.ln_1(x), need_weights=True, kv_cache=kv_cache, attn_mask=attn_mask)
         else:
-            attn_out = self.attn(self.ln_1(x), kv_cache=kv_cache)
+            attn_out = self.attn(self.ln_1(x), kv_cache=kv_cache, attn_mask=attn_mask)
         x = x + attn_out  # (B, T, n_embd)
         x = x + self.mlp(self.ln_2(x))  # (B, T, n_embd)
         return (x, weights) if need_weights else x

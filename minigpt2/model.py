@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, fields
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from minigpt2.attention import padded_causal_mask
 from minigpt2.kv_cache import KVCache
 from minigpt2.layers import Block, LayerNorm
 
@@ -142,16 +144,30 @@ class GPT(nn.Module):
                 f"crop it to the last {self.config.block_size} tokens: idx[:, -{self.config.block_size}:]"
             )
 
-    def _embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def _embed(self, idx: torch.Tensor, start: int = 0, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         self._check_idx(idx)
         if start + idx.size(1) > self.config.block_size:
             raise ValueError(
                 f"the KV cache holds {start} tokens and {idx.size(1)} more would pass the context, "
                 f"block_size={self.config.block_size}: reset() the cache and run the last block_size tokens"
             )
-        pos = torch.arange(start, start + idx.size(1), device=idx.device)  # (T,): positions after the cached ones
+        if attention_mask is None:
+            pos = torch.arange(start, start + idx.size(1), device=idx.device)  # (T,): positions after the cached ones
+        else:  # a padded batch: a token's position counts the real tokens before it, as Hugging Face does
+            pos = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)[:, start:]  # (B, T)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, n_embd)
         return self.transformer.drop(x)
+
+    def _check_attention_mask(self, attention_mask: torch.Tensor, idx: torch.Tensor, start: int) -> None:
+        expected = (idx.size(0), start + idx.size(1))
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != expected:
+            got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+            raise ValueError(
+                f"attention_mask should be a tensor of shape (B, cached + T) = {expected}, 1 for each token and 0 for "
+                f"padding (with a KV cache it covers the cached tokens too), got {got}"
+            )
+        if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an integer or bool tensor")
 
     def forward(
         self,
@@ -159,6 +175,7 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         last_only: bool = False,
+        attention_mask: torch.Tensor | None = None,
     ):
         """Logits (B, T, vocab_size) for the token after each position, and the mean
         cross-entropy against ``targets`` (B, T) when given (-1 marks positions to ignore), else None.
@@ -167,11 +184,23 @@ class GPT(nn.Module):
         only the tokens after those the cache already holds; they take the positions that follow,
         and their keys and values join the cache. ``last_only`` computes the logits of the last
         position alone, (B, 1, vocab_size): all that the next token needs.
+
+        ``attention_mask`` (B, cached + T), 1 for a token and 0 for padding, runs a padded batch
+        (prompts of different lengths, left-padded): no token attends to padding, and a token's
+        position counts only the real tokens before it (Hugging Face's ``cumsum(mask) - 1``), so
+        each row's logits at its real tokens are those it gets alone. With a KV cache the mask
+        covers the cached tokens too. The logits at padding positions mean nothing; give their
+        targets -1. Without a mask (None) the model runs the plain causal path.
         """
-        x = self._embed(idx, start=0 if kv_cache is None else kv_cache.length)  # (B, T, n_embd)
+        start = 0 if kv_cache is None else kv_cache.length
+        attn_mask = None
+        if attention_mask is not None:
+            self._check_attention_mask(attention_mask, idx, start)
+            attn_mask = padded_causal_mask(attention_mask, idx.size(1))  # (B, 1, T, cached + T)
+        x = self._embed(idx, start, attention_mask)  # (B, T, n_embd)
         layer_caches = [None] * len(self.transformer.h) if kv_cache is None else kv_cache.layers
         for block, layer_cache in zip(self.transformer.h, layer_caches):
-            x = block(x, kv_cache=layer_cache)
+            x = block(x, kv_cache=layer_cache, attn_mask=attn_mask)
         if last_only:
             x = x[:, -1:, :]  # (B, 1, n_embd)
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T or 1, vocab_size)
@@ -207,7 +236,8 @@ class GPT(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         use_cache: bool = True,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; returns (B, T + max_new_tokens).
 
@@ -222,11 +252,19 @@ class GPT(nn.Module):
         step; as the positions are absolute, every cached key changes then, and each step past
         ``block_size`` tokens recomputes the window in full, as the uncached path does. Cached and
         uncached give the same tokens (greedy, or sampling with the same seed).
+
+        A batch of prompts of different lengths: left-pad them to one length and pass their
+        ``attention_mask`` (B, T), 1 for a token and 0 for padding (as Hugging Face's
+        ``generate(..., attention_mask=...)`` takes it). Each row then gets the tokens it would
+        get alone: greedy, and sampled when ``generator`` is a list of B generators, one per row
+        (row r draws from ``generator[r]`` as it would alone); one generator (or torch's global
+        one) draws for the whole batch at once, as Hugging Face does, so the rows' draws depend
+        on each other. The padding stays in the output, (B, T + max_new_tokens).
         See :func:`minigpt2.sampling.generate_tokens`. Call ``model.eval()`` first so dropout is off.
         """
         from minigpt2.sampling import generate_tokens
 
-        steps = generate_tokens(self, idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
+        steps = generate_tokens(self, idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator, attention_mask)
         return torch.cat([idx, *steps], dim=1)
 
     @classmethod

@@ -69,18 +69,23 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Keep the smallest set of likeliest tokens whose total probability reaches ``p``
-    (the nucleus), set the others to -inf.
+    (the nucleus), set the others to -inf. The same set as transformers' ``TopPLogitsWarper``.
 
-    logits: (..., V). Going down the tokens from the likeliest, a token is kept when the
-    tokens before it have not yet reached ``p``: so the token that crosses ``p`` (the
-    boundary token) is kept, and the likeliest token always is. ``p = 1`` keeps every token.
+    logits: (..., V). The set is found from the bottom, as transformers does: sort the tokens
+    from the least likely up, and drop them while their accumulated probability (this token's
+    and every less likely one's) is at most ``1 - p``; what is left holds at least ``p``. So
+    the token that crosses ``p`` (the boundary token) is kept, the likeliest token always is,
+    and a token exactly at the boundary (the ones dropped sum to exactly ``1 - p`` in the
+    logits' dtype) is dropped. ``p = 1`` drops only tokens of probability exactly 0.
+
+    Ties: tokens of equal probability are taken in the order ``torch.sort(logits)`` (ascending,
+    its default, not stable) puts them, the one transformers uses; when a tie straddles the
+    boundary, those it places first are dropped and those after it kept.
     """
-    if p >= 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V) each
-    sorted_probs = sorted_logits.softmax(dim=-1)  # (..., V)
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # (..., V): probability of the likelier tokens
-    drop_sorted = mass_before >= p  # (..., V), in sorted order
+    sorted_logits, order = torch.sort(logits, dim=-1)  # (..., V) each, least likely first
+    mass_so_far = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (..., V): this token and all less likely
+    drop_sorted = mass_so_far <= 1 - p  # (..., V), in sorted order; 1 - p is compared in the logits' dtype
+    drop_sorted[..., -1] = False  # the likeliest token stays, whatever p
     drop = drop_sorted.scatter(-1, order, drop_sorted)  # (..., V), back in vocabulary order
     return logits.masked_fill(drop, float("-inf"))
 
@@ -159,14 +164,15 @@ def sample_next(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> torch.Tensor:
     """The next token of each row: logits (B, V) -> ids (B, 1).
 
     Temperature 0 is greedy (the argmax; top-k and top-p change nothing then). Otherwise the
     logits go through :func:`logits_transforms` and one token is drawn from their softmax,
     with ``generator`` (a seeded ``torch.Generator`` gives the same tokens every run) or
-    torch's global generator when it is None.
+    torch's global generator when it is None. A list of B generators draws row r with
+    ``generator[r]`` alone, so a row's tokens do not depend on the other rows of the batch.
     """
     if logits.dim() != 2:
         raise ValueError(f"sample_next expects logits of shape (B, vocab_size), got {tuple(logits.shape)}; for one row use logits[None]")
@@ -174,7 +180,16 @@ def sample_next(
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
     probs = apply_transforms(logits, logits_transforms(temperature, top_k, top_p)).softmax(dim=-1)  # (B, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+    generators = list(generator)
+    if len(generators) != probs.size(0) or not all(isinstance(g, torch.Generator) for g in generators):
+        raise ValueError(
+            f"generator should be one torch.Generator or a list of one per row ({probs.size(0)}), "
+            f"got {len(generators)} item(s) of type(s) {sorted({type(g).__name__ for g in generators})}"
+        )
+    rows = [torch.multinomial(row[None], num_samples=1, generator=g) for row, g in zip(probs, generators)]  # B x (1, 1)
+    return torch.cat(rows)  # (B, 1)
 
 
 # --------------------------------------------------------------------------- the generation loop
@@ -213,7 +228,8 @@ def generate_tokens(
     top_k: int | None = None,
     top_p: float | None = None,
     use_cache: bool = True,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    attention_mask: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """An iterator over the next token ids (B, 1), one step at a time, ``max_new_tokens`` steps.
 
@@ -229,31 +245,59 @@ def generate_tokens(
     (a full forward pass, as uncached). Both paths therefore compute the same logits, up to
     float rounding, and give the same tokens: always under greedy decoding, and with the
     same seeded ``generator`` when sampling. Call ``model.eval()`` first: dropout is random.
+
+    ``attention_mask`` (B, T), 1 for a token and 0 for padding, generates a padded batch
+    (see :meth:`minigpt2.model.GPT.forward`); it grows by a 1 a step and slides with the
+    window. A mask of all ones is the same as none, and runs the unmasked path.
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens should be a whole number >= 0, got {max_new_tokens!r}")
     check_sampling_settings(temperature, top_k, top_p)
     window = prepare_prompt(idx, model.config.block_size, model.config.vocab_size)
-    return _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
+    attention_mask = prepare_attention_mask(attention_mask, idx, window)
+    return _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator, attention_mask)
+
+
+def prepare_attention_mask(attention_mask: torch.Tensor | None, idx: torch.Tensor, window: torch.Tensor) -> torch.Tensor | None:
+    """Check a prompt's (B, T) mask; None when it masks nothing (the unmasked path is the fast one)."""
+    if attention_mask is None:
+        return None
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != idx.shape:
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise ValueError(f"attention_mask should have the prompt's shape {tuple(idx.shape)}, 1 for a token and 0 for padding, got {got}")
+    if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an integer or bool tensor")
+    if idx.size(1) == 0 or bool(attention_mask.all()):
+        return None  # an empty prompt became <|endoftext|> in every row
+    empty = (attention_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"row(s) {empty} of attention_mask hold no token: give every prompt at least one token (e.g. <|endoftext|>)")
+    return attention_mask.long().to(window.device)
 
 
 @torch.inference_mode()
-def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator):
+def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator, mask=None):
     block_size = model.config.block_size
     window = window[:, -block_size:]  # (B, <= block_size): what the model sees
+    if mask is not None:
+        mask = mask[:, -block_size:]  # (B, <= block_size): 1 for a token, 0 for padding
+        ones = mask.new_ones(mask.size(0), 1)  # (B, 1): each new token is a real one
     cache = model.new_kv_cache() if use_cache else None
     unseen = window  # the tokens the cache does not hold yet
     for _ in range(max_new_tokens):
+        padding = {} if mask is None else {"attention_mask": mask}  # no mask: the model's plain causal path
         if cache is None:
-            logits, _ = model(window, last_only=True)  # (B, 1, V)
+            logits, _ = model(window, last_only=True, **padding)  # (B, 1, V)
         else:
             if cache.length + unseen.size(1) > block_size:  # full: slide, and rebuild from the window
                 cache.reset()
                 unseen = window
-            logits, _ = model(unseen, kv_cache=cache, last_only=True)  # (B, 1, V)
+            logits, _ = model(unseen, kv_cache=cache, last_only=True, **padding)  # (B, 1, V)
         next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
         yield next_id
         window = torch.cat([window, next_id], dim=1)[:, -block_size:]  # (B, <= block_size)
+        if mask is not None:
+            mask = torch.cat([mask, ones], dim=1)[:, -block_size:]  # (B, <= block_size)
         unseen = next_id
 
 
@@ -430,6 +474,7 @@ __all__ = [
     "generate_tokens",
     "logits_transforms",
     "perplexity",
+    "prepare_attention_mask",
     "prepare_prompt",
     "sample_next",
     "stream_text",

@@ -86,6 +86,55 @@ def test_top_p_keeps_the_boundary_token():
     assert kept(1.0) == [0, 1, 2, 3]
 
 
+def kept_by_transformers(logits: torch.Tensor, p: float) -> torch.Tensor:
+    return TopPLogitsWarper(top_p=p, filter_value=NEG_INF)(None, logits.clone()) > NEG_INF
+
+
+def test_top_p_passes_transformers_own_test_cases():
+    # transformers' test_top_p_dist_warper: 0.1 + 0.3 + 0.5 rounds below 0.8 from the top in float32
+    dist = torch.log(torch.tensor([[0.3, 0.1, 0.1, 0.5], [0.15, 0.3, 0.3, 0.25]]))
+    expected = torch.tensor([[0.3, 0.0, 0.0, 0.5], [0.0, 0.3, 0.3, 0.25]])
+    torch.testing.assert_close(top_p_filter(dist, 0.8).exp(), expected, atol=1e-3, rtol=0)
+    assert not torch.equal(top_p_filter(dist, 0.8), dist)  # a new tensor: the input is unchanged
+    ramp = torch.arange(10.0).repeat(2, 1) - 5  # ... and its extreme logits
+    ramp[1] *= 100.0
+    assert (top_p_filter(ramp, 0.9) > NEG_INF).sum(-1).tolist() == [3, 1]
+
+
+def test_top_p_at_exact_boundaries_and_p_one_with_zero_probability_tokens():
+    logits = torch.tensor([[2.0, 0.0, 1.0, 1.0, -1.0]])
+    ascending = torch.sort(logits[0]).values.softmax(-1).cumsum(-1)  # what the filter accumulates
+    kept = lambda p: (top_p_filter(logits, p) > NEG_INF)[0].nonzero().flatten().tolist()  # noqa: E731
+    assert kept(1 - float(ascending[1])) == [0, 2, 3]  # the two least likely sum to exactly 1 - p: dropped
+    assert kept(1 - float(ascending[1]) + 1e-6) == [0, 1, 2, 3]  # a little more than that: token 1 is needed
+    assert kept(1 - float(ascending[2])) in ([0, 2], [0, 3])  # a tie straddles the boundary: one of the two stays
+    with_zeros = torch.tensor([[1.0, NEG_INF, 0.5, NEG_INF, 2.0]])
+    assert (top_p_filter(with_zeros, 1.0) > NEG_INF).tolist() == [[True, False, True, False, True]]
+    for p in (1 - float(ascending[1]), 1 - float(ascending[1]) + 1e-6, 1 - float(ascending[2]), 1.0):
+        assert torch.equal(top_p_filter(logits, p) > NEG_INF, kept_by_transformers(logits, p))
+    assert torch.equal(top_p_filter(with_zeros, 1.0) > NEG_INF, kept_by_transformers(with_zeros, 1.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("V", [4, 50, 1000, 50257])
+def test_top_p_keeps_transformers_set_on_random_logits_with_ties_and_boundaries(dtype, V):
+    """Ties (a few distinct values), -inf tokens, and p set exactly at accumulated sums."""
+    g = torch.Generator().manual_seed(V)
+    B, trials = (64, 6) if V < 50257 else (2, 3)  # GPT-2's vocabulary: fewer, for time
+    for trial in range(trials):
+        if trial % 3 == 0:
+            logits = torch.randint(0, 4, (B, V), generator=g).to(dtype)  # many ties
+        elif trial % 3 == 1:
+            logits = (3 * torch.randn(B, V, generator=g)).to(dtype)
+        else:
+            logits = torch.randint(-3, 3, (B, V), generator=g).to(dtype) / 2
+            logits[torch.rand(B, V, generator=g) < 0.3] = NEG_INF  # zero-probability tokens
+        ascending = torch.sort(logits[0]).values.softmax(-1).cumsum(-1)
+        boundaries = [1 - float(ascending[i]) for i in torch.randint(0, V, (4,), generator=g).tolist()]
+        for p in [0.1, 0.5, 0.8, 0.9, 0.95, 1.0] + [b for b in boundaries if 0 < b <= 1]:
+            assert torch.equal(top_p_filter(logits, p) > NEG_INF, kept_by_transformers(logits, p)), (trial, p)
+
+
 def test_temperature_equals_hugging_face_and_sharpens_or_flattens():
     logits = random_logits()
     for t in (0.3, 1.0, 2.5):

@@ -15,9 +15,11 @@ cross a chunk boundary, so each distinct chunk is encoded once and remembered.
 
 from __future__ import annotations
 
+import heapq
 import json
+import operator
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Set as AbstractSet
 from pathlib import Path
 from typing import Literal
 
@@ -30,11 +32,19 @@ from minigpt2.tokenizer.train import train_merges
 FILE_FORMAT = "minigpt2-bpe"
 FILE_VERSION = 1
 NO_MERGE = 1 << 62  # ranks above every real merge
+LONG_CHUNK = 48  # bytes; from here on a chunk is merged with a heap (merge_long); measured crossover 32-64
 CACHE_LIMIT = 200_000  # distinct chunks remembered before the memory is cleared
 
 
 class TokenizerFileError(ValueError):
     """A tokenizer file that cannot be loaded; the message says what is wrong in it."""
+
+
+class UnknownTokenError(KeyError, ValueError):
+    """Decoding an id the tokenizer does not have: a KeyError as in tiktoken (and a ValueError)."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0])
 
 
 class BPETokenizer:
@@ -123,51 +133,45 @@ class BPETokenizer:
         return ids
 
     def _encode_chunk(self, chunk: bytes) -> list[int]:
-        """Apply the merges to one chunk, always the earliest-learned merge present first."""
-        ranks = self._ranks
+        """Apply the merges to one chunk, always the earliest-learned merge present first, the
+        leftmost of its occurrences first (as tiktoken merges)."""
         ids = list(chunk.translate(self._byte_table))  # byte b -> byte_ids[b], in C
-        pair_ranks = [ranks.get(pair, NO_MERGE) for pair in zip(ids, ids[1:])]  # pair_ranks[i]: ids i, i+1
-        while pair_ranks:
-            rank = min(pair_ranks)
-            if rank == NO_MERGE:
-                break
-            i = pair_ranks.index(rank)  # the leftmost occurrence, as tiktoken merges
-            ids[i : i + 2] = [rank]  # the rank is the new id
-            del pair_ranks[i]
-            # only the pairs touching the new id changed
-            if i > 0:
-                pair_ranks[i - 1] = ranks.get((ids[i - 1], rank), NO_MERGE)
-            if i < len(pair_ranks):
-                pair_ranks[i] = ranks.get((rank, ids[i + 1]), NO_MERGE)
-        return ids
+        if len(ids) < LONG_CHUNK:
+            return merge_short(ids, self._ranks)
+        return merge_long(ids, self._ranks)
 
     def encode(
         self,
         text: str,
-        allowed_special: Literal["all"] | Collection[str] = frozenset(),
+        allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
         disallowed_special: Literal["all"] | Collection[str] = "all",
     ) -> list[int]:
-        """The ids of ``text``, with special tokens handled as tiktoken does.
+        """The ids of ``text``, with special tokens handled as tiktoken handles them.
 
-        A special token's text becomes its id only if it is in ``allowed_special``
-        (or ``allowed_special="all"``). If it is in ``disallowed_special`` (by default
-        every special token not allowed) the call raises; otherwise it is plain text."""
-        for name, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
-            if isinstance(value, str) and value != "all":
-                raise ValueError(f'{name} should be "all" or a set of strings, such as {{{value!r}}}, not the string {value!r}.')
-        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
-        disallowed = set(self.special_tokens) - allowed if disallowed_special == "all" else set(disallowed_special)
-        unknown = (allowed | disallowed) - set(self.special_tokens)
-        if unknown:
-            raise ValueError(f"{sorted(unknown)} are not special tokens of this tokenizer; it has {sorted(self.special_tokens)}.")
-        if disallowed:
+        A special token's text becomes its id only if it is in ``allowed_special`` (a set or
+        frozenset, or ``"all"``). If the text contains any string of ``disallowed_special``
+        (by default every special token not allowed) the call raises ValueError; otherwise a
+        special token's text that is not allowed is plain text. As in tiktoken, names this
+        tokenizer does not have are accepted (allowed: nothing to find; disallowed: the string
+        is still refused in the text), and ``allowed_special`` must be a set: a list or tuple
+        raises TypeError."""
+        # tiktoken's steps, in tiktoken's order, so that a call fails (or not) as there
+        if allowed_special == "all":
+            allowed_special = frozenset(self.special_tokens)
+        if disallowed_special == "all":
+            _check_allowed(allowed_special)
+            disallowed_special = frozenset(self.special_tokens) - allowed_special
+        if disallowed_special:
+            disallowed = frozenset(disallowed_special)  # like tiktoken, a string stands for its characters
             found = compiled(_alternation(disallowed)).search(text)
             if found:
                 token = found.group()
                 raise ValueError(
-                    f"the text contains the special token {token!r}. To encode it as the special token, pass "
-                    f"allowed_special={{{token!r}}}; to encode it as plain text, pass disallowed_special=()."
+                    f"the text contains the special token {token!r}, which is disallowed. To encode it as the special "
+                    f"token, pass allowed_special={{{token!r}}}; to encode it as plain text, pass disallowed_special=()."
                 )
+        _check_allowed(allowed_special)
+        allowed = allowed_special & self.special_tokens.keys()
         if not allowed:
             return self.encode_ordinary(text)
         ids: list[int] = []
@@ -179,10 +183,25 @@ class BPETokenizer:
     # ------------------------------------------------------------------ decoding
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        try:
-            return b"".join(self.vocab[i] for i in ids)
-        except KeyError as err:
-            raise ValueError(f"id {err.args[0]!r} is not in this tokenizer's vocabulary of {self.vocab_size} ids.") from None
+        """The bytes of ``ids``. An id this tokenizer does not have raises :class:`UnknownTokenError`
+        (a KeyError, as tiktoken raises, and a ValueError); a negative one or one past 2**32 - 1
+        an OverflowError, a non-integer a TypeError, as in tiktoken."""
+        ids = ids if isinstance(ids, (list, tuple)) else list(ids)
+        if all(type(i) is int for i in ids):
+            try:
+                return b"".join([self.vocab[i] for i in ids])
+            except KeyError:
+                pass  # an unknown id: found and named below
+        # ids of other types (numpy or torch integers hash by identity, 1.0 would find id 1) or an unknown id
+        parts = []
+        for i in ids:
+            token_id = operator.index(i)  # TypeError for a non-integer, as tiktoken
+            if not 0 <= token_id < 2**32:
+                raise OverflowError(f"token id {token_id} is out of range: ids are 0 … {self.vocab_size - 1} (tiktoken reads them as unsigned 32-bit)")
+            if token_id not in self.vocab:
+                raise UnknownTokenError(f"id {token_id} is not in this tokenizer's vocabulary of {self.vocab_size} ids (0 … {max(self.vocab)})")
+            parts.append(self.vocab[token_id])
+        return b"".join(parts)
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``. Bytes that are not valid UTF-8 (a character cut between two
@@ -230,6 +249,77 @@ class BPETokenizer:
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
+
+
+def merge_short(ids: list[int], ranks: dict[Pair, int]) -> list[int]:
+    """BPE on a short chunk: find the lowest-ranked pair (the leftmost of equals), merge it, repeat.
+    ``ranks`` maps a pair to the id it merges into, earlier merges having smaller ids.
+    Quadratic in the chunk's length (each merge scans the pairs), and fastest on words."""
+    pair_ranks = [ranks.get(pair, NO_MERGE) for pair in zip(ids, ids[1:])]  # pair_ranks[i]: ids i, i+1
+    while pair_ranks:
+        rank = min(pair_ranks)
+        if rank == NO_MERGE:
+            break
+        i = pair_ranks.index(rank)  # the leftmost occurrence, as tiktoken merges
+        ids[i : i + 2] = [rank]  # the rank is the new id
+        del pair_ranks[i]
+        # only the pairs touching the new id changed
+        if i > 0:
+            pair_ranks[i - 1] = ranks.get((ids[i - 1], rank), NO_MERGE)
+        if i < len(pair_ranks):
+            pair_ranks[i] = ranks.get((rank, ids[i + 1]), NO_MERGE)
+    return ids
+
+
+def merge_long(ids: list[int], ranks: dict[Pair, int]) -> list[int]:
+    """The same merges as :func:`merge_short`, in O(n log n) for a chunk of n ids.
+
+    The ids form a linked list (a merged id stays at the position of its left part) and every
+    pair sits in a heap keyed by (rank, position): the top is the lowest rank, leftmost first.
+    A merge changes only its two neighbouring pairs, pushed anew; a heap entry whose pair has
+    since changed no longer has its rank there and is skipped when it comes up.
+    """
+    n = len(ids)
+    nxt = list(range(1, n + 1))  # nxt[i]: the position after i (n: none)
+    prev = list(range(-1, n - 1))  # prev[i]: the position before i (-1: none)
+    shift = n.bit_length()  # a heap key is rank << shift | position: one int, compared fast
+    mask = (1 << shift) - 1
+    rank_of, push, pop = ranks.get, heapq.heappush, heapq.heappop
+    heap = [rank << shift | i for i, pair in enumerate(zip(ids, ids[1:])) if (rank := rank_of(pair)) is not None]
+    heapq.heapify(heap)
+    while heap:
+        key = pop(heap)
+        rank, i = key >> shift, key & mask
+        j = nxt[i]
+        if j == n or rank_of((ids[i], ids[j])) != rank:
+            continue  # stale: i was merged away (its id is -1) or its pair changed
+        ids[i] = rank  # the rank is the new id; position j is gone
+        ids[j] = -1
+        k = nxt[j]
+        nxt[i] = k
+        if k < n:
+            prev[k] = i
+            right = rank_of((rank, ids[k]))
+            if right is not None:
+                push(heap, right << shift | i)
+        p = prev[i]
+        if p >= 0:
+            left = rank_of((ids[p], rank))
+            if left is not None:
+                push(heap, left << shift | p)
+    out, i = [], 0
+    while i < n:
+        out.append(ids[i])
+        i = nxt[i]
+    return out
+
+
+def _check_allowed(allowed_special) -> None:
+    if not isinstance(allowed_special, AbstractSet):
+        raise TypeError(
+            f'allowed_special should be "all" or a set of special tokens (a set or frozenset, as tiktoken '
+            f"requires), not a {type(allowed_special).__name__}: pass set({allowed_special!r})"
+        )
 
 
 def _alternation(strings: Iterable[str]) -> str:

@@ -14,7 +14,7 @@ import base64
 import os
 from functools import lru_cache
 
-from minigpt2.data import gpt2_merges_path
+from minigpt2.datafiles import locate
 from minigpt2.tokenizer.base import BPETokenizer
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN
 from minigpt2.tokenizer.simple import Pair
@@ -26,7 +26,7 @@ END_OF_TEXT_ID = 50256
 def read_ranks(path: str | os.PathLike | None = None) -> dict[bytes, int]:
     """token bytes -> rank, from GPT-2's merge ranks file (found and verified by :mod:`minigpt2.datafiles`)."""
     ranks = {}
-    with open(gpt2_merges_path(path), "rb") as f:
+    with open(locate("gpt2-merges", path), "rb") as f:
         for line in f:
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
@@ -81,7 +81,8 @@ def gpt2_tokenizer(path: str | os.PathLike | None = None) -> BPETokenizer:
     """GPT-2's tokenizer as a :class:`BPETokenizer`: 50,257 ids, ``<|endoftext|>`` = 50256.
 
     ``path`` is an explicit copy of ``gpt2.tiktoken``; by default it is found as
-    :func:`minigpt2.data.gpt2_merges_path` describes. Gives tiktoken's GPT-2 ids."""
+    :func:`minigpt2.data.gpt2_merges_path` describes (it is ``datafiles.locate("gpt2-merges")``,
+    called directly here so that the tokenizer does not import torch). Gives tiktoken's GPT-2 ids."""
     byte_ids, merges = _gpt2_merges(None if path is None else str(path))
     return BPETokenizer(merges, GPT2_SPLIT_PATTERN, {END_OF_TEXT: END_OF_TEXT_ID}, byte_ids)
 
@@ -94,5 +95,5 @@ def tiktoken_gpt2(path: str | os.PathLike | None = None):
     from tiktoken.load import load_tiktoken_bpe
     from tiktoken_ext.openai_public import r50k_pat_str
 
-    ranks = load_tiktoken_bpe(str(gpt2_merges_path(path)))
+    ranks = load_tiktoken_bpe(str(locate("gpt2-merges", path)))
     return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={END_OF_TEXT: END_OF_TEXT_ID})

@@ -61,3 +61,18 @@ def train_simple(text: str, vocab_size: int, pattern: str | None = GPT2_SPLIT_PA
         chunks = [merge_pair(ids, pair, new_id) for ids in chunks]
         merges.append(pair)
     return merges
+
+
+def encode_simple(ids: list[int], ranks: dict[Pair, int]) -> list[int]:
+    """BPE encoding as the lesson writes it: while a learned pair is present, merge the
+    earliest-learned one (the smallest new id in ``ranks``, pair -> new id) everywhere.
+
+    Recounts the pairs after every merge, quadratic in the length; the tokenizer's fast
+    versions (:func:`minigpt2.tokenizer.base.merge_short`, :func:`~minigpt2.tokenizer.base.merge_long`)
+    must give these ids."""
+    while len(ids) >= 2:
+        pair = min(pair_counts(ids), key=lambda p: ranks.get(p, float("inf")))
+        if pair not in ranks:
+            break  # no learned merge applies any more
+        ids = merge_pair(ids, pair, ranks[pair])
+    return ids
