@@ -43,8 +43,17 @@ def test_auto_is_float32_on_a_cpu_without_bf16_instructions(monkeypatch):
     assert "no bf16 matrix instructions" in chosen.reason
 
 
+def test_auto_keeps_float32_for_a_small_model_without_timing(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ["amx_bf16"])
+    monkeypatch.setattr(precision, "time_passes", lambda *a: pytest.fail("a model this small is not timed"))
+    model, batch = tiny_model_and_batch()
+    chosen = choose_precision("auto", CPU, model, batch)
+    assert chosen.dtype == torch.float32 and "too small" in chosen.reason
+
+
 def test_auto_is_bf16_where_the_instructions_are_there_and_timed_faster(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ["amx_bf16"])
+    monkeypatch.setattr(precision, "MIN_TIMED_FLOPS", 0)  # the tiny model stands in for a big one
     model, batch = tiny_model_and_batch()
     monkeypatch.setattr(precision, "time_passes", fake_times(0.30, 0.12))
     faster = choose_precision("auto", CPU, model, batch)

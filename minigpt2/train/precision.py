@@ -10,6 +10,7 @@ in bf16's ~3 significant digits). It pays where the hardware multiplies bf16 fas
   flags ``amx_bf16`` / ``avx512_bf16``): only when the model's matrix products are big enough
   for the faster products to outweigh the casts around them. At nanoGPT's 6 × 384 Shakespeare
   shape bf16 is about twice as fast on such a CPU; at the 4 × 128 one it is slower. So ``auto``
+  keeps float32 for models that small (:data:`MIN_TIMED_FLOPS`) and for bigger ones
   times a few forward + backward passes of the run's own model, at its own batch, both ways,
   alternating, and keeps bf16 only if it is clearly faster (:data:`MIN_SPEEDUP`);
 * everywhere else (most laptops, Apple's MPS): float32, without measuring.
@@ -30,6 +31,11 @@ import torch
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo's names for bf16 matrix instructions
 MIN_SPEEDUP = 1.15  # bf16 must be this much faster, measured, for auto to take it (noise margin)
+# Matrix-product FLOPs of one forward + backward (6 x weights x tokens) at or below which auto does not
+# even time bf16: on an AMX CPU the 4 x 128 model (0.8M weights) ran 0.78x as fast in bf16 at 12 x 64
+# tokens (3.7 GFLOP) and 0.75x at the shakespeare-char preset's 16 x 64 (5.0 GFLOP), while the 4 x 256
+# preset's 39 GFLOP ran 1.57x (benchmarks/RESULTS.md): models this small keep float32, deterministically.
+MIN_TIMED_FLOPS = 6e9
 ROUNDS = 3  # alternating timed passes per precision
 
 
@@ -107,6 +113,10 @@ def choose_precision(requested: str, device: torch.device, model: torch.nn.Modul
         return Precision(torch.float32, "this CPU has no bf16 matrix instructions (AMX or AVX512-BF16)")
     if model is None or batch is None:
         return Precision(torch.float32, f"this CPU has {'/'.join(flags)}, but no model was given to time")
+    flops = 6 * sum(p.numel() for p in model.parameters()) * batch[0].numel()
+    if flops <= MIN_TIMED_FLOPS:
+        return Precision(torch.float32, f"this CPU has {'/'.join(flags)}, but at {flops / 1e9:.1f} GFLOP a pass "
+                         "this model is too small for bf16 to pay")
     times = time_passes(model, *batch)
     ratios = [f / b for f, b in zip(times[torch.float32], times[torch.bfloat16])]
     speedup = statistics.median(ratios)
@@ -118,4 +128,4 @@ def choose_precision(requested: str, device: torch.device, model: torch.nn.Modul
     return Precision(torch.float32, f"{measured}: bf16 does not pay at this size")
 
 
-__all__ = ["Precision", "choose_precision", "cpu_bf16_flags", "autocast_context", "time_passes", "MIN_SPEEDUP", "BF16_CPU_FLAGS"]
+__all__ = ["Precision", "choose_precision", "cpu_bf16_flags", "autocast_context", "time_passes", "MIN_SPEEDUP", "MIN_TIMED_FLOPS", "BF16_CPU_FLAGS"]
