@@ -19,10 +19,15 @@ against the same step in float32, alternating, and what auto picked and why::
 
     .venv/bin/python benchmarks/bench_train.py precision --rounds 10
 
-``learn`` — the ``shakespeare-char`` preset from scratch, timed, with the validation
-loss at every evaluation (the loss curve)::
+``learn`` — a preset (``shakespeare-char`` by default) from scratch, timed, with the validation
+loss at every evaluation (the loss curve, by step, tokens seen and seconds)::
 
     MINIGPT2_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_train.py learn
+    MINIGPT2_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_train.py learn --preset shakespeare-char-bf16
+    MINIGPT2_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_train.py learn --set max_iters=500 dtype=float32
+
+On a loaded host, ``--threads 1 --clock cpu`` (throughput, precision) times one thread's CPU time
+instead of the wall clock, leaving out the time other programs take.
 """
 
 from __future__ import annotations
