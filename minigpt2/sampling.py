@@ -283,8 +283,9 @@ SMALL_MODEL_PARAMS = 20_000_000  # below this a token's products take well under
 def decode_threads(model, batch_size: int) -> int:
     """How many threads one generation step runs on, on a CPU: batch-1 decoding does ~50 small
     operations a token, each ending with the threads waiting for one another. On a busy machine a
-    thread that has lost its core stalls every one of them (measured: 120 tokens of a 0.8M-parameter
-    model, 3.0 s on 1 thread against 113 s on 2, benchmarks/RESULTS.md). So one thread for a small
+    thread that has lost its core stalls every one of them (measured on a busy 2-core host: 120 tokens
+    of a 0.8M-parameter model, 3.0 s on 1 thread against 113 s on 2; 40 of GPT-2 small, 12–17 s against
+    83–106 s; benchmarks/RESULTS.md). So one thread for a small
     model (the second could save a fraction of a millisecond a token) and, for a big one, when the
     load average says the cores are already taken by others; otherwise PyTorch's thread count."""
     threads = torch.get_num_threads()
