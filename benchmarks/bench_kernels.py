@@ -1,12 +1,15 @@
 """The small measurements behind the package's choices of kernel, each against PyTorch's own.
 
     .venv/bin/python benchmarks/bench_kernels.py
+    .venv/bin/python benchmarks/bench_kernels.py --only gelu-bf16    # one section (see SECTIONS)
 
 * GELU: ``minigpt2.layers.gelu`` (the native kernel of :mod:`minigpt2.native` on a CPU) against
   PyTorch's ``F.gelu(approximate="tanh")``, the formula written out, the same function as
   ``x·sigmoid(2u)``, and the exact (erf) GELU; forward and backward on the small training shape's
   MLP activations, on 2 threads and on 1; then a whole forward + backward of the small training
   model with each of the first two.
+* GELU in bf16 (what it gets under bf16 autocast): the native kernel's bf16 path against PyTorch's
+  bf16 GELU and against a round trip through float32, alternating, on the medium shape's activations.
 * Training products: ``nn.Linear``'s (out, in) weight against Hugging Face's Conv1D (in, out),
   forward and backward, at the two training benchmark shapes.
 * One row (generation at batch 1): ``F.linear`` (what the model runs) against a product from a
@@ -80,6 +83,37 @@ def bench_gelu(repeats: int) -> None:
         with torch.no_grad():
             diff = (form(x0).double() - reference).abs().max().item()
         print(f"| {name} | {row[0]:.2f} ms | {row[1]:.2f} ms | {diff:.1e} |")
+
+
+def bench_gelu_bf16(repeats: int) -> None:
+    """GELU under bf16 autocast gets bf16 tensors: the native bf16 kernel against PyTorch's bf16 GELU and
+    against casting to float32 for the float32 kernel, alternating, on the medium shape's activations."""
+    x0 = torch.randn(8, 256, 1536).bfloat16()  # (B, T, 4 · n_embd) of the medium training shape
+    forms = {
+        "minigpt2.layers.gelu (native bf16 kernel)": gelu,
+        'F.gelu(approximate="tanh") in bf16': lambda x: F.gelu(x, approximate="tanh"),
+        "cast to float32, native float32 kernel, cast back": lambda x: gelu(x.float()).bfloat16(),
+    }
+    exact = F.gelu(x0.double(), approximate="tanh")
+    times = {name: [] for name in forms}
+    x = x0.clone().requires_grad_()
+    for form in forms.values():
+        form(x).backward(x0)  # warm-up
+    for r in range(repeats):
+        for name in (list(forms) if r % 2 == 0 else list(reversed(forms))):
+            x.grad = None
+            start = time.perf_counter()
+            forms[name](x).backward(x0)
+            times[name].append(time.perf_counter() - start)
+    torch_name = 'F.gelu(approximate="tanh") in bf16'
+    print(f"\n### GELU, forward + backward on (8, 256, 1536) bfloat16, {torch.get_num_threads()} threads, alternating\n")
+    print("| form | median | PyTorch's / this (median of per-round ratios) | largest difference from the exact value |")
+    print("|---|---|---|---|")
+    for name, form in forms.items():
+        ratio = statistics.median(a / b for a, b in zip(times[torch_name], times[name]))
+        with torch.no_grad():
+            diff = (form(x0).double() - exact).abs().max().item()
+        print(f"| {name} | {statistics.median(times[name]) * 1e3:.2f} ms | {ratio:.2f}× | {diff:.1e} |")
 
 
 def bench_gelu_in_training_step(repeats: int) -> None:
@@ -205,15 +239,24 @@ def bench_adamw(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    bench_gelu(args.repeats)
-    bench_gelu_in_training_step(args.repeats // 2)
-    bench_training_layouts(args.repeats // 2)
-    bench_one_row(args.repeats // 2)
-    bench_attention_backends(args.repeats // 2)
-    bench_adamw(args.repeats)
+    for name, (bench, share) in SECTIONS.items():
+        if not args.only or name in args.only:
+            bench(max(1, int(args.repeats * share)))
+
+
+SECTIONS = {  # name: (function, the fraction of --repeats it runs)
+    "gelu": (bench_gelu, 1.0),
+    "gelu-bf16": (bench_gelu_bf16, 0.5),
+    "gelu-in-step": (bench_gelu_in_training_step, 0.5),
+    "layouts": (bench_training_layouts, 0.5),
+    "one-row": (bench_one_row, 0.5),
+    "attention": (bench_attention_backends, 0.5),
+    "adamw": (bench_adamw, 1.0),
+}
 
 
 if __name__ == "__main__":

@@ -103,8 +103,28 @@ def _native() -> Finding:
     return Finding(True, "Native kernels", native.status())
 
 
+def _precision() -> Finding:
+    """What ``minigpt2 train --dtype auto`` will compute in on this machine's CPU (GPUs: bf16 where supported)."""
+    try:
+        from minigpt2.train.precision import cpu_bf16_flags
+    except ImportError as e:  # torch missing: reported above
+        return Finding(True, "Precision", f"not checked ({e})")
+    import torch
+
+    flags = cpu_bf16_flags()
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        detail = f"training on the GPU uses {'bf16 autocast' if bf16 else 'float32 (no bf16 on this GPU)'}"
+    elif flags:
+        detail = (f"this CPU has {', '.join(flags)}: `minigpt2 train --dtype auto` times each run's model and uses "
+                  "bf16 autocast where it is faster (larger models), float32 where not")
+    else:
+        detail = "this CPU has no bf16 matrix instructions (AMX, AVX512-BF16): training on it uses float32"
+    return Finding(True, "Precision", detail)
+
+
 def diagnose() -> list[Finding]:
-    return [_python(), *_torch(), *_data(), _widgets(), _packages(), _native()]
+    return [_python(), *_torch(), *_data(), _widgets(), _packages(), _native(), _precision()]
 
 
 def run_doctor() -> int:

@@ -22,9 +22,9 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
 
     Lesson 05 writes that formula out; here it runs as one fused kernel, one pass over the
     (B, T, 4 · n_embd) tensor forward and one backward, instead of eight elementwise steps:
-    on a CPU in float32 the native kernel of :mod:`minigpt2.native` (1.7–1.9× as fast as
-    PyTorch's there), elsewhere ``F.gelu(x, approximate="tanh")``.
-    The two agree to float32 rounding (``benchmarks/bench_kernels.py`` times them).
+    on a CPU in float32 or bfloat16 (under bf16 autocast) the native kernel of :mod:`minigpt2.native`
+    (1.7–1.9× as fast as PyTorch's there), elsewhere ``F.gelu(x, approximate="tanh")``.
+    The two agree to the dtype's rounding (``benchmarks/bench_kernels.py`` times them).
     The exact GELU, x·Φ(x), differs by up to ~1e-3.
     """
     y = native_gelu(x)

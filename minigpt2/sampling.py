@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import codecs
 import math
+import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -275,6 +277,41 @@ def prepare_attention_mask(attention_mask: torch.Tensor | None, idx: torch.Tenso
     return attention_mask.long().to(window.device)
 
 
+SMALL_MODEL_PARAMS = 20_000_000  # below this a token's products take well under a millisecond on one thread
+
+
+def decode_threads(model, batch_size: int) -> int:
+    """How many threads one generation step runs on, on a CPU: batch-1 decoding does ~50 small
+    operations a token, each ending with the threads waiting for one another. On a busy machine a
+    thread that has lost its core stalls every one of them (measured on a busy 2-core host: 120 tokens
+    of a 0.8M-parameter model, 3.0 s on 1 thread against 113 s on 2; 40 of GPT-2 small, 12–17 s against
+    83–106 s; benchmarks/RESULTS.md). So one thread for a small
+    model (the second could save a fraction of a millisecond a token) and, for a big one, when the
+    load average says the cores are already taken by others; otherwise PyTorch's thread count."""
+    threads = torch.get_num_threads()
+    if threads == 1 or batch_size > 1 or next(model.parameters()).device.type != "cpu":
+        return threads
+    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS:
+        return 1
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1) + 1  # our own work counts up to about 1 of it
+    except OSError:  # no load average (Windows)
+        busy = False
+    return 1 if busy else threads
+
+
+@contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
+
+
 @torch.inference_mode()
 def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator, mask=None):
     block_size = model.config.block_size
@@ -284,16 +321,18 @@ def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache,
         ones = mask.new_ones(mask.size(0), 1)  # (B, 1): each new token is a real one
     cache = model.new_kv_cache() if use_cache else None
     unseen = window  # the tokens the cache does not hold yet
+    threads = decode_threads(model, window.size(0))  # set around each step only: between yields the caller's count holds
     for _ in range(max_new_tokens):
         padding = {} if mask is None else {"attention_mask": mask}  # no mask: the model's plain causal path
-        if cache is None:
-            logits, _ = model(window, last_only=True, **padding)  # (B, 1, V)
-        else:
-            if cache.length + unseen.size(1) > block_size:  # full: slide, and rebuild from the window
-                cache.reset()
-                unseen = window
-            logits, _ = model(unseen, kv_cache=cache, last_only=True, **padding)  # (B, 1, V)
-        next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+        with _threads(threads):
+            if cache is None:
+                logits, _ = model(window, last_only=True, **padding)  # (B, 1, V)
+            else:
+                if cache.length + unseen.size(1) > block_size:  # full: slide, and rebuild from the window
+                    cache.reset()
+                    unseen = window
+                logits, _ = model(unseen, kv_cache=cache, last_only=True, **padding)  # (B, 1, V)
+            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
         yield next_id
         window = torch.cat([window, next_id], dim=1)[:, -block_size:]  # (B, <= block_size)
         if mask is not None:

@@ -59,7 +59,7 @@ def test_a_bad_training_argument_is_one_line_through_the_command():
     done = run("train", "--preset", "nope")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "minigpt2 train: error: unknown preset 'nope'; the presets are: shakespeare-char, shakespeare-gpt2"]
+        "minigpt2 train: error: unknown preset 'nope'; the presets are: shakespeare-char, shakespeare-char-bf16, shakespeare-gpt2"]
 
 
 def test_the_command_lists_train_and_sample():

@@ -148,3 +148,46 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     if HAS_COMPILER:
         assert result.stdout.startswith(f"built ({tmp_path / 'tmp'}"), result.stdout
+
+
+@needs_kernel
+def test_bf16_forward_and_gradient_round_as_torchs_bf16_gelu():
+    """Under bf16 autocast GELU gets bf16 tensors: the kernel computes in float32 and rounds once, so it
+    is as close to the exact value as PyTorch's bf16 kernel, within one bf16 rounding step (2^-8 relative)."""
+    x = values().bfloat16().requires_grad_()
+    y = native_gelu(x)
+    assert y.dtype == torch.bfloat16
+    exact = F.gelu(x.detach().double(), approximate="tanh")
+    theirs = F.gelu(x.detach(), approximate="tanh")
+    # one rounding to bf16 (half a step, 2^-8 relative), plus float32's cancellation in 1 + tanh(u) far left
+    half_step = 2.0**-8 * exact.abs() + 1e-6 * (1 + x.detach().double().abs())
+    assert ((y.detach().double() - exact).abs() <= half_step).all()
+    assert ((y.detach().double() - theirs.double()).abs() <= 2 * half_step).all()
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).bfloat16()
+    (ours,) = torch.autograd.grad(y, x, g)
+    xd = x.detach().double().requires_grad_()
+    (exact_grad,) = torch.autograd.grad(F.gelu(xd, approximate="tanh"), xd, g.double())
+    xt = x.detach().clone().requires_grad_()
+    (theirs_grad,) = torch.autograd.grad(F.gelu(xt, approximate="tanh"), xt, g)
+    assert ours.dtype == torch.bfloat16
+    ours_error, torch_error = (ours.double() - exact_grad).abs(), (theirs_grad.double() - exact_grad).abs()
+    bound = torch.maximum(torch_error, 2.0**-7 * exact_grad.abs()) + 1e-6 * g.double().abs() * (1 + xd.detach().abs())
+    assert (ours_error <= bound).all()
+    special = native_gelu(torch.tensor([float("nan"), float("inf"), 0.0]).bfloat16())
+    assert special[0].isnan() and special[1] == float("inf") and special[2] == 0.0
+
+
+@needs_kernel
+def test_gelu_under_autocast_is_the_native_bf16_kernel():
+    from minigpt2.layers import MLP
+    from minigpt2.model import GPTConfig
+
+    torch.manual_seed(0)
+    mlp = MLP(GPTConfig(n_embd=32, n_head=2, n_layer=1, block_size=8, vocab_size=10))
+    x = torch.randn(2, 8, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = mlp.c_fc(x)
+        assert h.dtype == torch.bfloat16
+        torch.testing.assert_close(gelu(h), F.gelu(h, approximate="tanh"), atol=2e-2, rtol=1e-2)
+        out = mlp(x)
+    torch.testing.assert_close(out.float(), mlp(x), atol=3e-2, rtol=3e-2)  # bf16 against float32 throughout

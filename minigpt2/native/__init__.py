@@ -121,6 +121,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     signatures = {
         "gelu_tanh_forward": [pointer] * 2 + [length],
         "gelu_tanh_backward": [pointer] * 3 + [length],
+        "gelu_tanh_forward_bf16": [pointer] * 2 + [length],
+        "gelu_tanh_backward_bf16": [pointer] * 3 + [length],
     }
     for name, argtypes in signatures.items():
         getattr(lib, name).argtypes = argtypes

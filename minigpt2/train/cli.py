@@ -162,6 +162,7 @@ def run_training(config: TrainConfig, resume: bool) -> int:
 
     print(f"minigpt2 train: {describe(config)}{' (resuming)' if resume else ''}", flush=True)
     print(f"checkpoints go to {checkpoint_path(config)}", flush=True)
+    said = _say_log_lines("minigpt2.train.loop")  # the loop's "precision: … (why)" line
     try:
         result = train(config, resume=resume, callback=report)
     except (ValueError, DataFileError, CheckpointError) as err:
@@ -170,6 +171,8 @@ def run_training(config: TrainConfig, resume: bool) -> int:
     except TrainingDiverged as err:
         print(f"minigpt2 train: error: {err}", file=sys.stderr)
         return EXIT_DIVERGED
+    finally:
+        said()
     if result.checkpoint is not None:
         last = result.history.train[-1] if result.history.train else {}
         nan = float("nan")
@@ -180,6 +183,24 @@ def run_training(config: TrainConfig, resume: bool) -> int:
             f"sample from it: {command_name()} sample --checkpoint {shlex.quote(str(result.checkpoint))}"
         )
     return EXIT_OK
+
+
+def _say_log_lines(name: str):
+    """Print the INFO lines of logger ``name`` as "minigpt2 train: …" until the returned function is called."""
+    import logging
+
+    logger = logging.getLogger(name)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("minigpt2 train: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def stop() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return stop
 
 
 # --------------------------------------------------------------------------- sample

@@ -4,7 +4,7 @@ Each optimizer step::
 
     lr = schedule(step)                          # warm-up, then cosine decay
     for each of grad_accum micro-batches:        # a big batch in small pieces
-        loss = model(x, y) / grad_accum          # under bf16 autocast on GPUs
+        loss = model(x, y) / grad_accum          # under bf16 autocast where it is faster
         loss.backward()                          # gradients add up; DDP averages them over processes
     clip the gradients' global norm to grad_clip
     optimizer.step(); optimizer.zero_grad()
@@ -23,6 +23,7 @@ leaving the last good checkpoint as it was.
 from __future__ import annotations
 
 import math
+import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -39,9 +40,11 @@ from minigpt2.train.dataset import Batches, TokenData, eval_batches, load_tokens
 from minigpt2.train.mfu import model_flops_per_token, peak_flops, refresh_peak
 from minigpt2.train.optim import WarmupCosine, clip_grad_norm, make_optimizer
 from minigpt2.train.progress import progress_bar
+from minigpt2.train.precision import Precision, autocast_context, choose_precision
 from minigpt2.utils import set_seed
 
 CHECKPOINT_NAME = "ckpt.safetensors"
+log = logging.getLogger(__name__)
 MODEL_SHAPE_FIELDS = ("tokenizer", "dataset", "n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_multiple")
 
 
@@ -77,30 +80,16 @@ class TrainResult:
     config: TrainConfig
     peak_flops: float = float("nan")  # the FLOP/s that MFU is a fraction of (all processes together)
     peak_source: str = ""  # where that figure comes from
+    precision: Precision | None = None  # the dtype the run computed in, and why
 
     @property
     def val_loss(self) -> float | None:
         return self.history.val[-1]["val_loss"] if self.history.val else None
 
 
-def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
-    """bfloat16 on CUDA GPUs that support it when ``dtype="auto"``, else float32."""
-    if config.dtype == "float32":
-        return torch.float32
-    if config.dtype == "bfloat16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError("this GPU has no bfloat16 support; use --dtype float32")
-        return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype):
-    """Mixed precision: matmuls in bf16, weights and optimizer state stay float32."""
-    if dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def resolve_dtype(config: TrainConfig, device: torch.device, model=None, batch=None) -> torch.dtype:
+    """The dtype ``config.dtype`` comes to on ``device`` (see :func:`minigpt2.train.precision.choose_precision`)."""
+    return choose_precision(config.dtype, device, model, batch).dtype
 
 
 def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
@@ -174,8 +163,6 @@ def train(
 
 def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     device = info.device
-    dtype = resolve_dtype(config, device)
-    autocast = autocast_context(device, dtype)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls outside autocast use TF32 tensor cores
         torch.backends.cudnn.allow_tf32 = True
@@ -204,6 +191,10 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     batches = Batches(data.train, config.batch_size, config.block_size, config.grad_accum,
                       seed=config.seed, rank=info.rank, world_size=info.world_size, device=device)
     val_batches = eval_batches(data.val, config.eval_iters, config.batch_size, config.block_size, config.seed, device)
+    precision = choose_precision(config.dtype, device, model, batches(step, 0))  # auto: timed on this model, this batch
+    dtype, autocast = precision.dtype, autocast_context(device, precision.dtype)
+    if info.is_main:
+        log.info("precision: %s (%s)", "bf16 autocast" if dtype == torch.bfloat16 else precision.name, precision.reason)
 
     train_model = torch.compile(model) if config.compile else model
     train_model = distributed.wrap(train_model, info)
@@ -331,7 +322,7 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     model.eval()
     return TrainResult(model=model, tokenizer=data.tokenizer, history=history, step=step,
                        checkpoint=saved.get("path"), config=config,
-                       peak_flops=peak * info.world_size, peak_source=peak_source)
+                       peak_flops=peak * info.world_size, peak_source=peak_source, precision=precision)
 
 
 def status(history: History) -> str:

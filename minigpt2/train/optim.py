@@ -1,6 +1,6 @@
 """The optimizer and the learning-rate schedule.
 
-AdamW with two parameter groups, as GPT-2 and nanoGPT train:
+AdamW with two parameter groups, as nanoGPT trains (common practice; GPT-2's paper does not publish its optimizer settings):
 
 * matrices (Linear weights, embeddings — every parameter with 2 or more dimensions)
   get weight decay: it pulls the weights that do the model's mixing towards zero;
@@ -35,7 +35,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     appears once: ``model.parameters()`` yields shared tensors once.
     """
     if weight_decay < 0:
-        raise ValueError(f"weight_decay should be >= 0 (GPT-2 used 0.1), got {weight_decay}")
+        raise ValueError(f"weight_decay should be >= 0 (nanoGPT uses 0.1), got {weight_decay}")
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
