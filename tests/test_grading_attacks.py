@@ -130,6 +130,41 @@ def test_library_and_package_shortcuts_in_later_lessons(root, tmp_path):
     assert report["06.3"].passed
 
 
+def test_lesson_11_shortcuts_through_the_package_and_peft_score_zero(root, tmp_path):
+    pooling = ("from minigpt2.finetune.classify import pool_last\n\n"
+               "def last_token_logits(logits, lengths):\n    return pool_last(logits, lengths)")
+    collate = ("from minigpt2.finetune.instruct import collate_instructions\n\n"
+               "def collate_masked(examples, pad_id, end_id):\n"
+               "    batch = collate_instructions(examples, pad_id=pad_id, end_id=end_id, max_length=10_000)\n"
+               "    return batch.inputs, batch.targets")
+    lora = ("import torch\nfrom minigpt2.lora import LoRALinear\n\n"
+            "def lora_forward(x, W, b, A, B, alpha):\n"
+            "    layer = LoRALinear(torch.nn.Linear(W.size(1), W.size(0), dtype=W.dtype), A.size(0), alpha)\n"
+            "    with torch.no_grad():\n"
+            "        layer.base.weight.copy_(W); layer.base.bias.copy_(b); layer.lora_A.copy_(A); layer.lora_B.copy_(B)\n"
+            "    return layer(x).detach()")
+    merge = ("import importlib\nimport torch\n\n"  # no forbidden name in the source: only the watch sees it
+             "def merge_lora_weight(W, A, B, alpha):\n"
+             "    lora = importlib.import_module('minigpt2.' + 'lora')\n"
+             "    model = torch.nn.Sequential(lora.LoRALinear(torch.nn.Linear(W.size(1), W.size(0), dtype=W.dtype),"
+             " A.size(0), alpha))\n"
+             "    with torch.no_grad():\n"
+             "        model[0].base.weight.copy_(W); model[0].lora_A.copy_(A); model[0].lora_B.copy_(B)\n"
+             "    return getattr(lora, 'merge_' + 'lora')(model)[0].weight.detach()")
+    accuracy = ("def accuracy_over_batches(logit_batches, label_batches):\n"
+                "    from sklearn.metrics import accuracy_score\n"
+                "    return accuracy_score(torch.cat(label_batches), torch.cat(logit_batches).argmax(-1))")
+    report = rows(grade_notebook(_lesson(tmp_path, root, "11_finetuning.ipynb", {
+        "last_token_logits": pooling, "collate_masked": collate, "lora_forward": lora, "merge_lora_weight": merge,
+        "accuracy_over_batches": accuracy})))
+    for exercise_id, named in [("11.1", "pool_last"), ("11.2", "collate_instructions"), ("11.4", "LoRALinear"),
+                               ("11.5", "minigpt2.lora"), ("11.6", "sklearn")]:
+        row = report[exercise_id]
+        assert row.earned == 0 and row.status == "not allowed" and "not allowed" in row.message, row.message
+        assert named in row.message, row.message
+    assert report["11.3"].passed
+
+
 # --------------------------------------------------------------------------- hangs
 
 

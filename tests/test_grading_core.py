@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minigpt2.grading import CheckFailed, Mistake, NotAttempted, call, expect_equal, expect_tensor
-from minigpt2.grading.core import Exercise, format_result, run_exercise
+from minigpt2.grading.core import MESSAGE_WIDTH, Exercise, format_result, run_exercise, wrap_message
 
 
 def test_call_returns_the_value():
@@ -105,3 +105,27 @@ def test_run_exercise_never_raises():
 def test_format_result_marks():
     ex = Exercise("99.1", "Positive", 2, "fn", lambda fn: None)
     assert format_result(run_exercise(ex, lambda: 1)).startswith("✅ Exercise 99.1 — Positive: 2/2")
+
+
+def test_a_long_message_wraps_between_words_and_keeps_its_heading():
+    message = ("your mask is inverted: it is True where attending is forbidden, so every position attends to the "
+               "future and cannot see its own past; the convention is True where attending is allowed, with "
+               "torch.ones(T, T, dtype=torch.bool).tril() as the reference, and a_path/that_is_much_longer_than_"
+               "one_line_" + "x" * 120 + " stays whole.")
+
+    def check(fn):
+        raise CheckFailed(message)
+
+    text = format_result(run_exercise(Exercise("99.3", "Mask", 1, "fn", check), lambda: 1))
+    lines = text.splitlines()
+    assert lines[0].startswith("❌ Exercise 99.3 — Mask: 0/1 points. your mask is inverted")
+    assert len(lines) > 2 and all(line.startswith("   ") for line in lines[1:])
+    assert all(len(line) <= MESSAGE_WIDTH for line in lines if " " in line.strip())
+    assert text.split() == f"❌ Exercise 99.3 — Mask: 0/1 points. {message}".split()  # no word cut in two
+    assert format_result(run_exercise(Exercise("99.4", "Short", 1, "fn", lambda fn: None), lambda: 1)) == \
+        "✅ Exercise 99.4 — Short: 1/1 points. Well done!"
+
+
+def test_short_and_indented_lines_are_left_as_they_are():
+    table = "got:\n    " + "  ".join(f"{i:.4f}" for i in range(30))
+    assert wrap_message(table) == table

@@ -87,4 +87,4 @@ def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    assert_solutions_full_marks_exercises_zero(root, "03_attention.ipynb", points=8, exercises=4)
+    assert_solutions_full_marks_exercises_zero(root, "03_attention.ipynb", points=6, exercises=4)

@@ -143,4 +143,4 @@ def test_mutant_loses_exactly_its_points(exercise_id, mutant, hint):
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    assert_solutions_full_marks_exercises_zero(root, "07_gpt2_model.ipynb", points=11, exercises=4)
+    assert_solutions_full_marks_exercises_zero(root, "07_gpt2_model.ipynb", points=7, exercises=4)

@@ -230,4 +230,4 @@ def test_a_learner_error_is_reported_with_its_line():
 
 @pytest.mark.slow
 def test_grader_full_marks_on_solutions_and_zero_on_exercises():
-    assert_solutions_full_marks_exercises_zero(ROOT, "08_training.ipynb", points=8, exercises=4)
+    assert_solutions_full_marks_exercises_zero(ROOT, "08_training.ipynb", points=6, exercises=4)

@@ -114,4 +114,4 @@ def test_a_wrong_answer_with_no_known_mistake_still_gets_a_clear_message():
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    assert_solutions_full_marks_exercises_zero(root, "09_sampling.ipynb", points=10, exercises=4)
+    assert_solutions_full_marks_exercises_zero(root, "09_sampling.ipynb", points=6, exercises=4)

@@ -93,7 +93,7 @@ MUTANTS = [
 
 
 def test_solutions_pass():
-    assert [r.status for r in grade_namespace("11", solution_namespace())] == ["passed"] * 6
+    assert [r.status for r in grade_namespace("11", solution_namespace(), watch=False)] == ["passed"] * 6
 
 
 def test_merging_in_place_is_accepted_when_it_returns_the_merged_weight():
@@ -124,4 +124,4 @@ def test_a_wrong_answer_with_no_known_mistake_still_gets_a_clear_message():
 
 
 def test_solutions_notebook_full_marks_exercises_zero(root):
-    assert_solutions_full_marks_exercises_zero(root, "11_finetuning.ipynb", points=13, exercises=6)
+    assert_solutions_full_marks_exercises_zero(root, "11_finetuning.ipynb", points=7, exercises=6)

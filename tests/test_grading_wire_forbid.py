@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from minigpt2.grading import wire
 from minigpt2.grading.core import CheckFailed, TimedOut, call, exercises_for, get_exercise, run_exercise
 from minigpt2.grading.feedback import broken_property, expect_tensor
-from minigpt2.grading.forbid import Watch, parse_cells, resolve, scan_source, scan_tampering
+from minigpt2.grading.forbid import Watch, library, parse_cells, resolve, scan_source, scan_tampering
 
 
 def trip(value):
@@ -88,10 +88,27 @@ def test_the_watch_sees_the_packages_own_functions_and_leaves_the_rest():
 
 
 def test_every_declared_forbidden_path_resolves():
-    for lesson in range(11):
+    for lesson in range(12):
         for ex in exercises_for(f"{lesson:02d}"):
             for path in ex.forbid:
-                resolve(path)
+                if library(path) is None:  # a whole library ("peft.*") need not be installed
+                    resolve(path)
+
+
+def test_a_whole_library_is_forbidden_in_the_source_and_while_running():
+    forbid = get_exercise("11.4").forbid
+    source = "from peft.tuners import lora\n\ndef lora_forward(x, W, b, A, B, alpha):\n    return lora.Linear(x)"
+    assert scan_source(cells(source), "lora_forward", forbid).what == "peft.*"
+    assert scan_source(cells("import sklearn.metrics as m\n\ndef accuracy_over_batches(ls, ys):\n    return m.accuracy_score(ls, ys)"),
+                       "accuracy_over_batches", get_exercise("11.6").forbid).what == "sklearn.*"
+    peft = pytest.importorskip("peft")
+
+    with Watch(forbid) as watch:
+        torch.zeros(2) @ torch.ones(2)  # the learner's own tensor code is not peft's
+    assert watch.hit is None
+    with Watch(forbid) as watch:
+        peft.LoraConfig(r=1)  # its __post_init__ runs code in peft's folder
+    assert watch.hit == "peft.*"
 
 
 def test_the_instant_feedback_says_so_too():

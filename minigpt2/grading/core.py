@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import re
 import signal
+import textwrap
 import threading
 import traceback
 from contextlib import contextmanager
@@ -328,12 +329,28 @@ def run_exercise(ex: Exercise, obj: Any, *, missing: bool = False, watch: bool =
     return result(True, "passed", "passed")
 
 
+MESSAGE_WIDTH = 100  # columns: JupyterLab breaks a longer output line anywhere, mid-word too
+
+
 def format_result(r: Result) -> str:
+    """The verdict as ``check()`` prints it: mark and heading first, the message wrapped between words."""
     mark = {"passed": "✅", "not attempted": "⏳"}.get(r.status, "❌")
     head = f"{mark} Exercise {r.id} — {r.title}: {r.earned}/{r.points} points"
-    if r.passed:
-        return head + ". Well done!"
-    return f"{head}. {r.message}"
+    return wrap_message(head + ". Well done!" if r.passed else f"{head}. {r.message}")
+
+
+def wrap_message(text: str, width: int = MESSAGE_WIDTH) -> str:
+    """``text`` with each line longer than ``width`` wrapped at spaces (continuations indented under
+    the first word after the mark); a word longer than a line, and an indented line (code, a table),
+    stay whole."""
+    lines = []
+    for line in text.splitlines():
+        if len(line) <= width or line[:1].isspace():
+            lines.append(line)
+        else:
+            lines.extend(textwrap.wrap(line, width, subsequent_indent="   ", break_long_words=False,
+                                       break_on_hyphens=False))
+    return "\n".join(lines)
 
 
 def check(exercise_id: str, obj: Any) -> None:

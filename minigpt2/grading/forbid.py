@@ -2,9 +2,11 @@
 
 An exercise lists them by dotted path (``@exercise(..., forbid=("torch.softmax", …))``):
 PyTorch functions and Tensor methods, and the package's own finished versions (a function,
-or a class, meaning its methods). While the learner's function runs, :class:`Watch` sees
+or a class, meaning its methods), and whole libraries (``"peft.*"``: anything from peft, installed
+or not). While the learner's function runs, :class:`Watch` sees
 every PyTorch call through a ``TorchFunctionMode`` (functional, method and module forms
-alike) and every call of a forbidden Python function through ``sys.setprofile``. Before
+alike) and every call of a forbidden Python function (or of code in a forbidden library's folder) through
+``sys.setprofile``. Before
 that, :func:`scan_source` reads the learner's code in the grader's own process and finds the
 forbidden names there (through the notebook's imports and aliases), which learner code cannot
 patch.
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -31,6 +35,21 @@ TAMPERING = {
 }
 HIDING = {"exec", "eval", "__import__"}  # builtins that run code the source scan cannot read
 ALLOWED_GRADING = {"minigpt2.grading", "minigpt2.grading.check"}
+
+
+def library(path: str) -> str | None:
+    """``"peft"`` for ``"peft.*"``: a whole library forbidden (it may not even be installed), else None."""
+    return path[:-2] if path.endswith(".*") else None
+
+
+def library_dir(name: str) -> str | None:
+    """The folder a library's code lives in, found without importing it (None where it is absent)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return os.path.join(locations[0], "") if locations else None
 
 
 def resolve(path: str) -> Any:
@@ -101,7 +120,13 @@ class Watch:
         self.hit: str | None = None
         self.torch_functions: dict[Any, str] = {}
         self.codes: dict[Any, str] = {}
+        self.folders: dict[str, str] = {}  # a forbidden library's folder -> its path ("peft.*")
         for path in paths:
+            if library(path) is not None:
+                folder = library_dir(library(path))
+                if folder is not None:
+                    self.folders[folder] = path
+                continue
             obj = resolve(path)
             codes = _codes(obj)
             if codes and not path.startswith("torch."):
@@ -115,6 +140,9 @@ class Watch:
     def _profile(self, frame, event, arg):
         if event == "call" and self.hit is None:
             self.hit = self.codes.get(frame.f_code)
+            if self.hit is None and self.folders:
+                filename = frame.f_code.co_filename
+                self.hit = next((path for folder, path in self.folders.items() if filename.startswith(folder)), None)
 
     def __enter__(self) -> "Watch":
         self._depth += 1
@@ -122,7 +150,7 @@ class Watch:
             return self
         if self._mode is not None:
             self._mode.__enter__()
-        if self.codes:
+        if self.codes or self.folders:
             self._previous_profile = sys.getprofile()
             sys.setprofile(self._profile)
         return self
@@ -131,7 +159,7 @@ class Watch:
         self._depth -= 1
         if self._depth > 0:
             return
-        if self.codes:
+        if self.codes or self.folders:
             sys.setprofile(self._previous_profile)
         if self._mode is not None:
             self._mode.__exit__(*exc)
@@ -242,7 +270,11 @@ class _Rules:
         self.objects: dict[int, tuple[Any, str]] = {}
         self.methods: dict[str, str] = {}  # Tensor method name -> path
         self.names: dict[str, str] = {}  # last component -> path, for getattr(x, "name")
+        self.libraries: dict[str, str] = {}  # "peft" -> "peft.*"
         for path in paths:
+            if library(path) is not None:
+                self.libraries[library(path)] = path
+                continue
             obj = resolve(path)
             self.objects[id(obj)] = (obj, path)
             self.names.setdefault(path.rsplit(".", 1)[-1], path)
@@ -260,7 +292,10 @@ class _Rules:
             if isinstance(node, ast.Attribute) and node.attr in self.methods:
                 return self.methods[node.attr]  # a method of some value: x.softmax(-1)
             return None
-        obj = _loaded(".".join([aliases[parts[0]], *parts[1:]]))
+        full = ".".join([aliases[parts[0]], *parts[1:]])
+        if full.split(".")[0] in self.libraries:
+            return self.libraries[full.split(".")[0]]
+        obj = _loaded(full)
         hit = self.objects.get(id(obj))
         return hit[1] if hit is not None and hit[0] is obj else None
 

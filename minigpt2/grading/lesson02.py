@@ -17,7 +17,7 @@ def _generator(seed: int) -> torch.Generator:
 # --------------------------------------------------------------------------- 02.1
 
 
-@exercise("02.1", "Token and position embeddings", points=2, name="embed")
+@exercise("02.1", "Token and position embeddings", points=1, name="embed")
 def check_embed(embed):
     # (B, T, vocab_size, block_size, n_embd); a vocabulary smaller than block_size lets a mix-up of
     # token ids and positions run, so that it can be named instead of crashing
@@ -86,7 +86,7 @@ def _stream(seed: int, n: int) -> torch.Tensor:
     return torch.randperm(1000, generator=_generator(seed))[:n]  # distinct ids: every slice is recognisable
 
 
-@exercise("02.3", "Shifted windows", points=2, name="make_window", forbid=("minigpt2.data.window", "minigpt2.data.get_batch"))
+@exercise("02.3", "Shifted windows", points=1, name="make_window", forbid=("minigpt2.data.window", "minigpt2.data.get_batch"))
 def check_make_window(make_window):
     for seed, (n, start, T) in enumerate([(50, 3, 8), (20, 11, 8), (9, 1, 4), (30, 0, 5)]):
         tokens = _stream(seed, n)
@@ -119,7 +119,7 @@ def check_make_window(make_window):
 # --------------------------------------------------------------------------- 02.4
 
 
-@exercise("02.4", "Every window that fits", points=1, name="window_starts", forbid=("minigpt2.data.num_windows",))
+@exercise("02.4", "Every window that fits", points=2, name="window_starts", forbid=("minigpt2.data.num_windows",))
 def check_window_starts(window_starts):
     for n, T, stride in [(20, 4, 4), (21, 4, 4), (10, 3, 1), (100, 8, 8), (13, 5, 3), (6, 5, 2)]:
         expected = list(range(0, num_windows(n, T), stride))

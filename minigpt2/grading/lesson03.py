@@ -25,7 +25,7 @@ def _randn(*shape, seed: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- 03.1
 
 
-@exercise("03.1", "Scaled attention scores", points=2, name="attention_scores", forbid=PACKAGE_ATTENTION)
+@exercise("03.1", "Scaled attention scores", points=1, name="attention_scores", forbid=PACKAGE_ATTENTION)
 def check_attention_scores(attention_scores):
     # (q shape, k shape): one sequence, a batch, batch and heads with fewer queries than keys
     cases = [((5, 8), (5, 8)), ((2, 7, 16), (2, 7, 16)), ((2, 3, 4, 6), (2, 3, 9, 6))]
@@ -128,7 +128,7 @@ def check_masked_softmax(masked_softmax):
 # --------------------------------------------------------------------------- 03.4
 
 
-@exercise("03.4", "One causal attention head", points=3, name="causal_attention", forbid=PACKAGE_ATTENTION)
+@exercise("03.4", "One causal attention head", points=2, name="causal_attention", forbid=PACKAGE_ATTENTION)
 def check_causal_attention(causal_attention):
     for seed, (lead, T, d) in enumerate([((), 6, 8), ((2,), 7, 16), ((2, 3), 5, 4)]):
         q, k, v = (_randn(*lead, T, d, seed=3 * seed + i) for i in range(3))

@@ -28,7 +28,7 @@ def _gelu_inputs():
     yield torch.tensor([-30.0, -8.0, -0.75, 0.0, 1e-3, 0.5, 8.0, 30.0], dtype=torch.float64)
 
 
-@exercise("05.1", "GELU, the tanh form", points=2, name="gelu",
+@exercise("05.1", "GELU, the tanh form", points=1, name="gelu",
           forbid=("torch.nn.functional.gelu", "minigpt2.layers.gelu", "minigpt2.layers.GELU"))
 def check_gelu(gelu_fn):
     for x in _gelu_inputs():
@@ -63,7 +63,7 @@ class MLPParameters:
         raise TypeError("calling mlp(x) would use the package's answer; compute it from mlp.c_fc and mlp.c_proj yourself")
 
 
-@exercise("05.2", "The MLP's forward pass", points=2, name="mlp_forward", forbid=("minigpt2.layers.MLP",))
+@exercise("05.2", "The MLP's forward pass", points=1, name="mlp_forward", forbid=("minigpt2.layers.MLP",))
 def check_mlp_forward(mlp_forward):
     for seed, (B, T, C) in enumerate([(2, 5, 8), (1, 7, 12), (3, 4, 6)]):
         torch.manual_seed(seed)

@@ -51,7 +51,7 @@ LAYER_NORM = ("torch.nn.functional.layer_norm", "torch.layer_norm", "torch.nativ
               "torch.nn.functional.group_norm", "minigpt2.layers.LayerNorm")
 
 
-@exercise("06.1", "LayerNorm", points=3, name="layer_norm", forbid=LAYER_NORM)
+@exercise("06.1", "LayerNorm", points=2, name="layer_norm", forbid=LAYER_NORM)
 def check_layer_norm(layer_norm):
     for seed, x in enumerate(_layer_norm_inputs()):
         C = x.size(-1)
@@ -105,7 +105,7 @@ class BlockParts:
                         "block.ln_2 and block.mlp yourself")
 
 
-@exercise("06.2", "The pre-LN block", points=3, name="pre_ln_block", forbid=("minigpt2.layers.Block.forward",))
+@exercise("06.2", "The pre-LN block", points=1, name="pre_ln_block", forbid=("minigpt2.layers.Block.forward",))
 def check_pre_ln_block(pre_ln_block):
     for seed, (B, T, C, H) in enumerate([(2, 6, 16, 2), (1, 9, 24, 3)]):
         torch.manual_seed(seed)

@@ -41,7 +41,7 @@ PARAM_CONFIGS = [
 ]
 
 
-@exercise("07.1", "Counting a GPT's parameters", points=2, name="count_gpt_params", forbid=("minigpt2.model.GPT",))
+@exercise("07.1", "Counting a GPT's parameters", points=1, name="count_gpt_params", forbid=("minigpt2.model.GPT",))
 def check_count_gpt_params(count_gpt_params):
     for config in PARAM_CONFIGS:
         expected = reference_param_count(config)
@@ -90,7 +90,7 @@ def _initialised(init_gpt2_, n_layer: int, n_embd: int) -> tuple[bool, dict[str,
     return tied, {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-@exercise("07.2", "GPT-2's initialisation", points=3, name="init_gpt2_", forbid=("minigpt2.model.GPT._init_weights",))
+@exercise("07.2", "GPT-2's initialisation", points=2, name="init_gpt2_", forbid=("minigpt2.model.GPT._init_weights",))
 def check_init_gpt2_(init_gpt2_):
     for n_layer, n_embd in [(6, 96), (2, 64)]:
         tied, parameters = call(_initialised, init_gpt2_, n_layer, n_embd)
@@ -142,7 +142,7 @@ def _hf_style_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     return state
 
 
-@exercise("07.3", "Loading a Hugging Face state dict", points=3, name="convert_hf_state_dict",
+@exercise("07.3", "Loading a Hugging Face state dict", points=2, name="convert_hf_state_dict",
           forbid=("minigpt2.hf.from_hf_state_dict", "minigpt2.hf.load_state_dict_into"))
 def check_convert_hf_state_dict(convert_hf_state_dict):
     for seed, config in enumerate([
@@ -210,7 +210,7 @@ def _forward(model: GPT, idx: torch.Tensor, positions_from=0, use_wpe=True, ln_f
     return F.softmax(logits, dim=-1) if softmax else logits
 
 
-@exercise("07.4", "The forward pass", points=3, name="gpt_forward",
+@exercise("07.4", "The forward pass", points=2, name="gpt_forward",
           forbid=("minigpt2.model.GPT.forward", "minigpt2.model.GPT._embed"))
 def check_gpt_forward(gpt_forward):
     for seed, (config, B, T) in enumerate([

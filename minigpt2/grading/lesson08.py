@@ -54,7 +54,7 @@ def _no_warmup(step, max_lr, min_lr, warmup, total):
     return lr_at(step, max_lr, min_lr, 0, total) if step < total else min_lr
 
 
-@exercise("08.1", "The learning-rate schedule", points=2, name="lr_at",
+@exercise("08.1", "The learning-rate schedule", points=1, name="lr_at",
           forbid=("minigpt2.train.optim.lr_at", "minigpt2.train.optim.WarmupCosine"))
 def check_lr_at(lr_at_fn):
     for max_lr, min_lr, warmup, total in SCHEDULES:
@@ -264,7 +264,7 @@ def _step_mistakes(grad_clip, n_micro) -> list[Mistake]:
     return mistakes
 
 
-@exercise("08.3", "One step with gradient accumulation", points=3, name="train_step")
+@exercise("08.3", "One step with gradient accumulation", points=2, name="train_step")
 def check_train_step(train_step):
     for grad_clip, n_micro in ((1e9, 3), (0.05, 2), (1e9, 1)):
         weights, losses = call(_step_twice, train_step, grad_clip, n_micro)

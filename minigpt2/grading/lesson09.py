@@ -39,7 +39,7 @@ def _top_k_mask(logits, k, keep):
     return logits.masked_fill(~keep(logits, kth), NEG_INF)
 
 
-@exercise("09.1", "Top-k filtering", points=2, name="top_k_filter",
+@exercise("09.1", "Top-k filtering", points=1, name="top_k_filter",
           forbid=("minigpt2.sampling.top_k_filter", "minigpt2.sampling.TopK"))
 def check_top_k_filter(top_k_filter_fn):
     cases = [((3, 17), 4), ((2, 5, 30), 1), ((1, 12), 12), ((4, 9), 3)]
@@ -96,7 +96,7 @@ def _top_p_variant(logits, p, *, drop_boundary=False, sort=True, descending=True
     return logits.masked_fill(drop, fill)
 
 
-@exercise("09.2", "Top-p nucleus filtering", points=3, name="top_p_filter",
+@exercise("09.2", "Top-p nucleus filtering", points=2, name="top_p_filter",
           forbid=("minigpt2.sampling.top_p_filter", "minigpt2.sampling.TopP"))
 def check_top_p_filter(top_p_filter_fn):
     boundary = torch.tensor([[0.15, 0.5, 0.05, 0.3], [0.3, 0.05, 0.15, 0.5]], dtype=torch.float64).log()
@@ -141,7 +141,7 @@ def _attend(q, k, v, scale=True, mask_first_only=False, softmax_dim=-1):
     return torch.softmax(scores, dim=softmax_dim) @ v
 
 
-@exercise("09.3", "One attention step with a KV cache", points=3, name="cached_attention_step")
+@exercise("09.3", "One attention step with a KV cache", points=2, name="cached_attention_step")
 def check_cached_attention_step(cached_attention_step):
     for seed, (B, H, T, d) in enumerate([(1, 2, 5, 4), (2, 3, 1, 8), (3, 1, 9, 6)]):
         k_cache, v_cache = _randn(B, H, T, d, seed=seed, scale=1.0), _randn(B, H, T, d, seed=seed + 10, scale=1.0)
@@ -178,7 +178,7 @@ def check_cached_attention_step(cached_attention_step):
 # --------------------------------------------------------------------------- 09.4
 
 
-@exercise("09.4", "Perplexity from logits", points=2, name="perplexity_from_logits")
+@exercise("09.4", "Perplexity from logits", points=1, name="perplexity_from_logits")
 def check_perplexity_from_logits(perplexity_from_logits):
     cases = [(_randn(2, 9, 37, seed=0), 0), (_randn(1, 20, 11, seed=1, scale=4.0), 1), (torch.zeros(3, 5, 50), 2)]
     for logits, seed in cases:

@@ -57,7 +57,7 @@ def _entropy_cases():
     return cases
 
 
-@exercise("10.1", "Attention entropy per head", points=3, name="head_entropy", forbid=PACKAGE_HEADS)
+@exercise("10.1", "Attention entropy per head", points=2, name="head_entropy", forbid=PACKAGE_HEADS)
 def check_head_entropy(head_entropy):
     for w, what in _entropy_cases():
         n_head, T, _ = w.shape
@@ -181,7 +181,7 @@ def _sink_cases():
     return cases
 
 
-@exercise("10.3", "An attention-sink score", points=2, name="first_token_score", forbid=PACKAGE_HEADS)
+@exercise("10.3", "An attention-sink score", points=1, name="first_token_score", forbid=PACKAGE_HEADS)
 def check_first_token_score(first_token_score):
     for w, what in _sink_cases():
         expected = w[:, 1:, 0].mean(-1)  # (n_head,): queries 1…T-1 on key 0

@@ -17,6 +17,14 @@ from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor, name_mistake
 
 
+# The package's finished versions of what these exercises build, and the libraries that have them.
+LORA = ("minigpt2.lora.LoRALinear", "minigpt2.lora.apply_lora", "minigpt2.lora.merge_lora", "peft.*")
+POOLING = ("minigpt2.finetune.classify.pool_last", "minigpt2.finetune.classify.GPTClassifier")
+COLLATE = ("minigpt2.finetune.instruct.collate_instructions", "minigpt2.finetune.instruct.instruction_batches",
+           "minigpt2.finetune.classify.collate_classification")
+ACCURACY = ("minigpt2.finetune.classify.evaluate_classifier", "sklearn.*", "torchmetrics.*")
+
+
 def _randn(*shape, seed: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
@@ -24,7 +32,7 @@ def _randn(*shape, seed: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- 11.1
 
 
-@exercise("11.1", "Logits at the last real token", points=2, name="last_token_logits")
+@exercise("11.1", "Logits at the last real token", points=1, name="last_token_logits", forbid=POOLING)
 def check_last_token_logits(last_token_logits):
     cases = [((3, 6, 2), [6, 2, 4]), ((1, 5, 3), [5]), ((4, 9, 2), [1, 9, 3, 7])]
     for seed, (shape, lengths) in enumerate(cases):
@@ -64,7 +72,7 @@ def _collate_variant(examples, pad_id, end_id, *, mask_prompt=True, mask_pad=Tru
     return inputs, targets
 
 
-@exercise("11.2", "The masked-target collate", points=3, name="collate_masked")
+@exercise("11.2", "The masked-target collate", points=2, name="collate_masked", forbid=COLLATE)
 def check_collate_masked(collate_masked):
     g = torch.Generator().manual_seed(0)
     cases = [
@@ -117,7 +125,7 @@ def check_collate_masked(collate_masked):
 # --------------------------------------------------------------------------- 11.3
 
 
-@exercise("11.3", "LoRA's starting point", points=2, name="init_lora")
+@exercise("11.3", "LoRA's starting point", points=1, name="init_lora", forbid=LORA)
 def check_init_lora(init_lora):
     for in_features, out_features, r in [(12, 7, 3), (5, 9, 1), (16, 16, 4)]:
         what = f"init_lora(in_features={in_features}, out_features={out_features}, r={r})"
@@ -153,7 +161,7 @@ def _lora(x, W, b, A, B, alpha, scaling=None):
     return x @ W.T + b + scaling * (x @ A.T @ B.T)
 
 
-@exercise("11.4", "The LoRA forward pass", points=2, name="lora_forward")
+@exercise("11.4", "The LoRA forward pass", points=1, name="lora_forward", forbid=LORA)
 def check_lora_forward(lora_forward):
     for seed, (batch, in_f, out_f, r, alpha) in enumerate([((2, 5), 6, 4, 2, 8.0), ((3,), 9, 7, 3, 3.0),
                                                            ((2, 3, 4), 4, 4, 1, 16.0)]):
@@ -176,7 +184,7 @@ def check_lora_forward(lora_forward):
 # --------------------------------------------------------------------------- 11.5
 
 
-@exercise("11.5", "Merging LoRA into the weight", points=2, name="merge_lora_weight")
+@exercise("11.5", "Merging LoRA into the weight", points=1, name="merge_lora_weight", forbid=LORA)
 def check_merge_lora_weight(merge_lora_weight):
     for seed, (in_f, out_f, r, alpha) in enumerate([(6, 4, 2, 8.0), (9, 7, 3, 1.5), (5, 5, 1, 4.0)]):
         W, A, B = _randn(out_f, in_f, seed=seed), _randn(r, in_f, seed=seed + 1), _randn(out_f, r, seed=seed + 2)
@@ -197,7 +205,7 @@ def check_merge_lora_weight(merge_lora_weight):
 # --------------------------------------------------------------------------- 11.6
 
 
-@exercise("11.6", "Accuracy over batches", points=2, name="accuracy_over_batches")
+@exercise("11.6", "Accuracy over batches", points=1, name="accuracy_over_batches", forbid=ACCURACY)
 def check_accuracy_over_batches(accuracy_over_batches):
     for seed, sizes in enumerate([[8, 8, 3], [5], [4, 1, 6, 2]]):
         logit_batches = [_randn(n, 3, seed=seed * 10 + i) for i, n in enumerate(sizes)]
