@@ -126,7 +126,7 @@ def test_train_help_explains_every_option_and_its_default(capsys):
         assert action.help and "(default: " in action.help, action.option_strings
     assert main(["--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines to the terminal's width
-    assert "transformer blocks (default: 4 with shakespeare-char, 6 with shakespeare-gpt2)" in out
+    assert "transformer blocks (default: 4 with shakespeare-char, 4 with shakespeare-char-bf16, 6 with shakespeare-gpt2)" in out
     assert "AdamW's beta1 (default: 0.9)" in out and "a tqdm progress bar" not in out
     assert "Exit status: 0 trained; 2 bad input" in out
 
