@@ -7,7 +7,7 @@ STAMP      := $(VENV)/.minigpt2-installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?= -rs --durations=25
 
-.PHONY: setup course test exercises clean
+.PHONY: setup course test exercises messages clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test: setup
 
 exercises: setup
 	$(VENV)/bin/minigpt2 exercises
+
+# Re-extract the package's messages (minigpt2/locale/minigpt2.pot) and merge them into each catalog.
+messages: setup
+	$(PY) -m minigpt2.i18n.messages update
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,123 @@
+"""The package's own messages (grader, checks, CLI, doctor, widgets) in the learner's language, through gettext.
+
+Every user-facing message is written as ``_("expected shape {expected}, got {got}").format(...)``:
+``_`` looks the English text up in the ``minigpt2`` domain's catalog for the current language, and
+the named placeholders let a translation put the values in its own order. Counts use
+``ngettext(singular, plural, n)``. Texts that exist before a language is known (the exercises'
+titles, registered at import) are marked with ``N_`` where they are written and translated where
+they are shown.
+
+The language: ``set_language("zh")`` (a zh notebook's first code cell calls it), else the
+``MINIGPT2_LANG`` environment variable (``zh`` or ``zh_CN``), else English. ``using_language(lang)``
+switches for a block (the grader grades a zh notebook in Chinese whatever the environment says).
+
+The catalogs are ``minigpt2/locale/<locale>/LC_MESSAGES/minigpt2.po``, shipped as package data and
+compiled in memory at first use (Babel), so a compiled file can never be stale. ``python -m
+minigpt2.i18n.messages update`` re-extracts ``minigpt2/locale/minigpt2.pot`` from the sources and merges
+it into each catalog (``make messages``).
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+DOMAIN = "minigpt2"
+LANG_ENV = "MINIGPT2_LANG"
+LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"
+ROOT = LOCALE_DIR.parent.parent  # the repository (babel.cfg, the sources to extract from)
+LOCALES = {"en": None, "zh": "zh_CN"}  # a language the course speaks -> its catalog's locale (English: none)
+
+_chosen: str | None = None  # set_language's choice; None: the environment decides
+
+
+def normalize(language: str | None) -> str:
+    """``"zh"`` for zh, zh_CN, zh-cn, zh_CN.UTF-8…; ``"en"`` for anything else (and for None or "")."""
+    return "zh" if language and language.strip().lower().replace("-", "_").startswith("zh") else "en"
+
+
+def set_language(language: str | None) -> str:
+    """Speak ``language`` ("zh" or "en") from now on in this process; None gives the choice back to
+    ``MINIGPT2_LANG``. Returns the language now in use."""
+    global _chosen
+    _chosen = None if language is None else normalize(language)
+    return current_language()
+
+
+def current_language() -> str:
+    return _chosen if _chosen is not None else normalize(os.environ.get(LANG_ENV))
+
+
+@contextmanager
+def using_language(language: str | None):
+    """Speak ``language`` inside the block (None: leave the language as it is)."""
+    global _chosen
+    previous = _chosen
+    if language is not None:
+        _chosen = normalize(language)
+    try:
+        yield
+    finally:
+        _chosen = previous
+
+
+def catalog_path(locale: str) -> Path:
+    return LOCALE_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@lru_cache(maxsize=None)
+def translations(language: str) -> gettext.NullTranslations:
+    """The compiled catalog of ``language`` (English: the messages as written)."""
+    locale = LOCALES.get(normalize(language))
+    path = catalog_path(locale) if locale else None
+    if path is None or not path.is_file():
+        return gettext.NullTranslations()
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with path.open("rb") as f:
+        catalog = read_po(f, locale=locale, domain=DOMAIN)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)  # fuzzy entries are left out, as msgfmt does
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
+def _(message: str) -> str:
+    """``message`` in the current language."""
+    return translations(current_language()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """The form of the message that fits the count ``n``, in the current language."""
+    return translations(current_language()).ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:
+    """Marks ``message`` for extraction without translating it (translated later, where it is shown)."""
+    return message
+
+
+def update_catalogs() -> None:
+    """Re-extract the template from the sources and merge it into every catalog (Babel's pybabel)."""
+    pybabel = [sys.executable, "-m", "babel.messages.frontend"]
+    subprocess.run([*pybabel, "extract", "-F", str(ROOT / "babel.cfg"), "-k", "N_", "-k", "exercise:2",
+                    "--project", DOMAIN, "--no-location", "--sort-output", "-w", "100", "-o", str(TEMPLATE),
+                    str(ROOT / DOMAIN)], check=True, cwd=ROOT)
+    for locale in filter(None, LOCALES.values()):
+        command = "update" if catalog_path(locale).is_file() else "init"
+        subprocess.run([*pybabel, command, "-D", DOMAIN, "-i", str(TEMPLATE), "-d", str(LOCALE_DIR), "-l", locale,
+                        "-w", "100", *(["--no-fuzzy-matching"] if command == "update" else [])], check=True, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["update"]:
+        sys.exit("usage: python -m minigpt2.i18n.messages update")
+    update_catalogs()
