@@ -7,7 +7,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from minigpt2.grading.core import exercises_for
-from minigpt2.grading.generator import GeneratorError, make_exercises, out_of_sync, strip_solutions
+from minigpt2.grading.generator import GeneratorError, is_stub_line, make_exercises, out_of_sync, strip_solutions
 
 
 def test_region_becomes_an_indented_stub():
@@ -49,6 +49,19 @@ def test_outputs_are_cleared_and_the_solution_kept_in_the_source():
     assert exercise.cells[1].outputs == [] and exercise.cells[1].execution_count is None
     assert "Exercise 01.2 (Merge a pair)" in exercise.cells[1].source and "42" not in exercise.cells[1].source
     assert "42" in solution.cells[1].source
+
+
+def test_a_chinese_heading_gives_a_chinese_stub_the_grader_still_knows():
+    solution = new_notebook(
+        cells=[
+            new_markdown_cell("### 练习 03.2 — 因果掩码（★★☆，2 分）\n\n提示……"),
+            new_code_cell("def mask(T):\n    # BEGIN SOLUTION\n    return 42\n    # END SOLUTION"),
+        ]
+    )
+    stub = make_exercises(solution).cells[1].source.splitlines()[1]
+    assert stub == '    raise NotImplementedError("练习 03.2（因果掩码）：请把这一行换成你的代码")'
+    assert is_stub_line(stub)
+    assert not is_stub_line('raise NotImplementedError("练习 03.2（因果掩码）：还没写")')
 
 
 def test_exercises_folder_is_in_sync_with_solutions(root):

@@ -7,8 +7,9 @@ in its place one line, at the region's indentation::
     raise NotImplementedError("Exercise 03.1 (Scaled attention scores): replace this line with your code")
 
 The exercise is the one named by the nearest markdown heading above the cell
-(``### Exercise 03.1 — Scaled attention scores``). Outputs and execution counts
-are cleared: the learner runs the notebook.
+(``### Exercise 03.1 — Scaled attention scores``, or in a Chinese notebook
+``### 练习 03.1 — 缩放的注意力分数``, whose stub then speaks Chinese). Outputs and
+execution counts are cleared: the learner runs the notebook.
 """
 
 from __future__ import annotations
@@ -19,18 +20,33 @@ from pathlib import Path
 
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
-HEADING = re.compile(r"^#+\s*Exercise\s+(\d\d\.\d+)\s*[—–:-]+\s*(.+?)\s*(\(.*\))?\s*$", re.MULTILINE)
+# The word is the notebook's language's: "Exercise" (English) or "练习" (Chinese); a trailing "(★★☆, 2 points)" or
+# "（★★☆，2 分）" is not part of the title.
+HEADING = re.compile(
+    r"^#+\s*(?P<word>Exercise|练习)\s+(?P<id>\d\d\.\d+)\s*[—–:：-]+\s*(?P<title>.+?)\s*([(（].*[)）])?\s*$", re.MULTILINE
+)
 
 
 class GeneratorError(ValueError):
     """A solutions notebook the generator cannot turn into an exercise."""
 
 
-def stub_line(indent: str, exercise_id: str, title: str) -> str:
-    return f'{indent}raise NotImplementedError("Exercise {exercise_id} ({title}): replace this line with your code")'
+# The stub's message, by the heading's word: the learner reads it in the notebook's language.
+STUB_MESSAGES = {
+    "Exercise": "Exercise {id} ({title}): replace this line with your code",
+    "练习": "练习 {id}（{title}）：请把这一行换成你的代码",
+}
 
 
-_STUB = re.compile(r'raise NotImplementedError\("Exercise \d\d\.\d+ \(.*\): replace this line with your code"\)')
+def stub_line(indent: str, exercise_id: str, title: str, word: str = "Exercise") -> str:
+    message = STUB_MESSAGES[word].format(id=exercise_id, title=title)
+    return f'{indent}raise NotImplementedError("{message}")'
+
+
+_STUB = re.compile(
+    r'raise NotImplementedError\("(Exercise \d\d\.\d+ \(.*\): replace this line with your code'
+    r'|练习 \d\d\.\d+（.*）：请把这一行换成你的代码)"\)'
+)
 
 
 def is_stub_line(line: str) -> bool:
@@ -38,7 +54,7 @@ def is_stub_line(line: str) -> bool:
     return bool(_STUB.fullmatch(line.strip()))
 
 
-def strip_solutions(source: str, exercise_id: str, title: str, where: str) -> str:
+def strip_solutions(source: str, exercise_id: str, title: str, where: str, word: str = "Exercise") -> str:
     """Replace every BEGIN/END SOLUTION region of ``source`` with the stub."""
     out: list[str] = []
     inside = False
@@ -48,7 +64,7 @@ def strip_solutions(source: str, exercise_id: str, title: str, where: str) -> st
             if inside:
                 raise GeneratorError(f"{where}, line {number}: {BEGIN} inside another solution region")
             inside = True
-            out.append(stub_line(line[: len(line) - len(line.lstrip())], exercise_id, title))
+            out.append(stub_line(line[: len(line) - len(line.lstrip())], exercise_id, title, word))
         elif marker == END:
             if not inside:
                 raise GeneratorError(f"{where}, line {number}: {END} without a {BEGIN} before it")
@@ -63,12 +79,12 @@ def strip_solutions(source: str, exercise_id: str, title: str, where: str) -> st
 def make_exercises(solutions: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """The exercises notebook for a solutions notebook (which is not modified)."""
     nb = copy.deepcopy(solutions)
-    current: tuple[str, str] | None = None
+    current: tuple[str, str, str] | None = None  # (id, title, word) of the exercise a solution region belongs to
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":
-            found = HEADING.findall(cell.source)
+            found = list(HEADING.finditer(cell.source))
             if found:
-                current = (found[-1][0], found[-1][1])
+                current = (found[-1]["id"], found[-1]["title"], found[-1]["word"])
             continue
         if cell.cell_type != "code":
             continue
@@ -76,7 +92,8 @@ def make_exercises(solutions: nbformat.NotebookNode, name: str = "notebook") -> 
             where = f"{name}, cell {index}"
             if current is None:
                 raise GeneratorError(f"{where}: a solution region with no '### Exercise NN.K — Title' heading above it")
-            cell.source = strip_solutions(cell.source, *current, where=where)
+            exercise_id, title, word = current
+            cell.source = strip_solutions(cell.source, exercise_id, title, where=where, word=word)
         cell.outputs = []
         cell.execution_count = None
     return nb
