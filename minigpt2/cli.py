@@ -1,4 +1,4 @@
-"""The ``minigpt2`` command: train, sample, finetune, chat, grade, doctor, exercises."""
+"""The ``minigpt2`` command: train, sample, finetune, chat, grade, doctor, exercises, translate."""
 
 from __future__ import annotations
 
@@ -47,6 +47,32 @@ def cmd_exercises(args: argparse.Namespace) -> int:
     for path in changed:
         print(f"wrote {path}")
     print(f"{len(changed)} exercises notebook(s) written; the others were already up to date.")
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from minigpt2.i18n.notebooks import TranslationError, out_of_date, write_twins
+
+    try:
+        if args.check:
+            problems = out_of_date(args.root, args.lang)
+            for problem in problems:
+                print(problem)
+            if problems:
+                print("Run `minigpt2 translate` to regenerate them.")
+            return 1 if problems else 0
+        written, removed, untranslated = write_twins(args.root, args.lang, partial=args.partial)
+    except TranslationError as err:
+        print(f"minigpt2 translate: these translations are missing or out of date:\n{err}\n"
+              "Translate those cells in the catalogs (or write the others now with --partial).", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    for path in removed:
+        print(f"removed {path} (its catalog is gone)")
+    for problem in untranslated:
+        print(f"left in English: {problem}")
+    print(f"{len(written)} notebook(s) written; the others were already up to date.")
     return 0
 
 
@@ -106,6 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
     exercises.add_argument("--exercises", type=Path, default=Path("exercises"))
     exercises.add_argument("--check", action="store_true", help="write nothing; exit 1 if exercises/ is out of date")
     exercises.set_defaults(run=cmd_exercises)
+
+    from minigpt2.i18n.notebooks import LANGUAGES
+
+    translate = sub.add_parser(
+        "translate",
+        help="write the translated notebooks (notebooks/zh/, solutions/zh/, exercises/zh/) from translations/",
+        description="Write notebooks/LANG/, solutions/LANG/ and exercises/LANG/ from the English notebooks and their "
+        "catalogs in translations/LANG/ (one .po file per notebook): prose from the catalog, code, outputs and widgets "
+        "from the English notebook. Only notebooks with a catalog are written. A prose cell without a translation, or "
+        "whose English text changed since it was translated, is an error that names the notebook and the cells.",
+    )
+    translate.add_argument("--lang", default="zh", choices=LANGUAGES, help="the language to write (default zh)")
+    translate.add_argument("--root", type=Path, default=Path("."), help="the course repository (default: here)")
+    translate.add_argument("--check", action="store_true", help="write nothing; exit 1 if a translated notebook is out of date")
+    translate.add_argument("--partial", action="store_true",
+                           help="while a translation is in progress: keep the English text of the cells it lacks")
+    translate.set_defaults(run=cmd_translate)
 
     doctor = sub.add_parser("doctor", help="check that this machine is ready for the course")
     doctor.set_defaults(run=cmd_doctor)
