@@ -14,12 +14,13 @@ EXIT_CANNOT_GRADE = 2
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from minigpt2.grading.grader import GradingError, format_table, grade_notebook
+    from minigpt2.i18n.messages import _
 
     try:
         report = grade_notebook(args.notebook, cell_timeout=args.timeout)
     except Exception as err:  # the grader's own failure: one line and exit 2, never a traceback
-        message = str(err) if isinstance(err, GradingError) else (
-            f"the grader itself failed ({type(err).__name__}: {err}); please report it.")
+        message = str(err) if isinstance(err, GradingError) else _(
+            "the grader itself failed ({type}: {err}); please report it.").format(type=type(err).__name__, err=err)
         if args.json:
             print(json.dumps({"notebook": str(args.notebook), "error": message}, ensure_ascii=False))
         else:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from minigpt2.grading.generator import is_stub_line
+from minigpt2.i18n.messages import _
 
 DEFAULT_TIME_LIMIT = 10.0  # seconds for one call of the learner's code
 
@@ -123,7 +124,7 @@ def exercises_for(lesson: str) -> list[Exercise]:
 def get_exercise(id: str) -> Exercise:
     exercises_for(id.split(".")[0])
     if id not in _REGISTRY:
-        raise KeyError(f"there is no exercise {id!r}; check the id in your check cell")
+        raise KeyError(_("there is no exercise {id!r}; check the id in your check cell").format(id=id))
     return _REGISTRY[id]
 
 
@@ -161,7 +162,9 @@ def _learner_frame(err: BaseException) -> tuple[str, str]:
         return "", ""
     last = frames[-1]
     line = (last.line or "").strip()
-    return (f" (line {last.lineno}: `{line}`)" if line else f" (line {last.lineno})"), line
+    where = (_(" (line {lineno}: `{line}`)").format(lineno=last.lineno, line=line) if line
+             else _(" (line {lineno})").format(lineno=last.lineno))
+    return where, line
 
 
 def describe_exception(err: BaseException) -> dict:
@@ -170,7 +173,7 @@ def describe_exception(err: BaseException) -> dict:
     try:
         message = str(err)[:500]
     except Exception:
-        message = "(its message could not be printed)"
+        message = _("(its message could not be printed)")
     if isinstance(err, TimeLimitExceeded):
         kind = "timed out"
     elif isinstance(err, NotImplementedError) and is_stub_line(line):
@@ -194,8 +197,8 @@ def raise_for(name: str, failure: dict, time_limit_s: float):
     kind, message, where = failure.get("kind"), failure.get("message", ""), failure.get("where", "")
     if kind == "timed out":
         raise TimedOut(
-            f"`{name}` did not finish within {time_limit_s:g} s on a small input. "
-            "Look for a loop that never ends (a `while` whose condition never changes?)."
+            _("`{name}` did not finish within {seconds:g} s on a small input. Look for a loop that never ends "
+              "(a `while` whose condition never changes?).").format(name=name, seconds=time_limit_s)
         )
     if kind == "stub":
         raise NotAttempted(message)
@@ -204,20 +207,25 @@ def raise_for(name: str, failure: dict, time_limit_s: float):
     if kind == "check failed":
         raise CheckFailed(message)
     if kind == "died":
-        raise CheckFailed(f"`{name}` ended the Python process that ran it ({message}): a sys.exit, os._exit, "
-                          "a kill, or more memory than the grader allows?")
+        raise CheckFailed(_("`{name}` ended the Python process that ran it ({message}): a sys.exit, os._exit, a "
+                            "kill, or more memory than the grader allows?").format(name=name, message=message))
     if kind == "recursion":
-        raise CheckFailed(f"`{name}` recursed too deeply{where}: does the recursion have a base case?")
+        raise CheckFailed(_("`{name}` recursed too deeply{where}: does the recursion have a base case?").format(
+            name=name, where=where))
     if kind == "not callable":
-        raise CheckFailed(f"`{name}` should be a function, but it is a {failure.get('type')}.")
-    err = CheckFailed(f"`{name}` raised {failure.get('type')}: {message}{where}")
+        raise CheckFailed(_("`{name}` should be a function, but it is a {type}.").format(
+            name=name, type=failure.get("type")))
+    err = CheckFailed(_("`{name}` raised {type}: {message}{where}").format(
+        name=name, type=failure.get("type"), message=message, where=where))
     err.raised = str(failure.get("type"))
     raise err
 
 
 def forbidden_message(path: str, ex: Exercise | None, found: str) -> str:
-    rule = f"exercise {ex.id} asks you to build it yourself" if ex is not None else "this exercise asks you to build it yourself"
-    return f"`{path}` is not allowed here: {rule}, so using the library's (or the package's) finished version scores 0. {found}"
+    rule = (_("exercise {id} asks you to build it yourself").format(id=ex.id) if ex is not None
+            else _("this exercise asks you to build it yourself"))
+    return _("`{path}` is not allowed here: {rule}, so using the library's (or the package's) finished version "
+             "scores 0. {found}").format(path=path, rule=rule, found=found)
 
 
 class Learner:
@@ -259,7 +267,7 @@ def call(fn: Callable, *args, time_limit_s: float = DEFAULT_TIME_LIMIT, **kwargs
     running = _RUNNING.get()
     forbid = running.forbid if running is not None and _WATCHING.get() else ()
     probe = is_probe(fn)
-    name = getattr(args[0] if probe and args else fn, "__name__", "your code")
+    name = getattr(args[0] if probe and args else fn, "__name__", _("your code"))
     session = _session_of(fn, args, kwargs)
     if session is not None:
         outcome = session.call(fn, args, kwargs, time_limit_s=time_limit_s, forbid=forbid)
@@ -267,7 +275,8 @@ def call(fn: Callable, *args, time_limit_s: float = DEFAULT_TIME_LIMIT, **kwargs
             return outcome["value"]
         if outcome.get("kind") == "forbidden":
             outcome = {**outcome, "message": forbidden_message(outcome["message"], running,
-                                                               f"`{name}` called it while the grader ran it.")}
+                                                               _("`{name}` called it while the grader ran it.").format(
+                                                                   name=name))}
         raise_for(name, outcome, outcome.get("time_limit_s", time_limit_s))
     learner = args[0] if probe and args else fn
     if not callable(learner):
@@ -285,7 +294,7 @@ def call(fn: Callable, *args, time_limit_s: float = DEFAULT_TIME_LIMIT, **kwargs
     except BaseException as err:  # every other way the learner's code fails (SystemExit too) is a message
         raise_for(name, describe_exception(err), time_limit_s)
     if watch.hit is not None:
-        raise Forbidden(forbidden_message(watch.hit, running, f"`{name}` called it while it ran."))
+        raise Forbidden(forbidden_message(watch.hit, running, _("`{name}` called it while it ran.").format(name=name)))
     return value
 
 
@@ -304,15 +313,17 @@ def run_exercise(ex: Exercise, obj: Any, *, missing: bool = False, watch: bool =
     the forbidden calls unwatched (for tests that check a check's logic with the package's own code)."""
 
     def result(earned: bool, status: str, message: str) -> Result:
-        return Result(ex.id, ex.title, ex.points, ex.points if earned else 0, earned, status, message)
+        return Result(ex.id, _(ex.title), ex.points, ex.points if earned else 0, earned, status, message)
 
     if missing:
-        return result(False, "missing", f"`{ex.name}` is not defined: run the cell that defines it (and fix any error it shows).")
+        return result(False, "missing", _("`{name}` is not defined: run the cell that defines it (and fix any "
+                                          "error it shows).").format(name=ex.name))
     token, watching = _RUNNING.set(ex), _WATCHING.set(watch)
     try:
         ex.check(obj)
     except NotAttempted:
-        return result(False, "not attempted", "not attempted yet: replace the `raise NotImplementedError` line with your code.")
+        return result(False, "not attempted", _("not attempted yet: replace the `raise NotImplementedError` line "
+                                                "with your code."))
     except TimedOut as err:
         return result(False, "timed out", str(err))
     except Forbidden as err:
@@ -320,9 +331,10 @@ def run_exercise(ex: Exercise, obj: Any, *, missing: bool = False, watch: bool =
     except CheckFailed as err:
         return result(False, "failed", str(err))
     except TimeLimitExceeded:
-        return result(False, "timed out", f"the check of {ex.id} ran out of time.")
+        return result(False, "timed out", _("the check of {id} ran out of time.").format(id=ex.id))
     except Exception as err:  # a bug in the check itself must still not crash the learner's notebook
-        return result(False, "error", f"the check itself failed ({type(err).__name__}: {err}); please report it.")
+        return result(False, "error", _("the check itself failed ({type}: {err}); please report it.").format(
+            type=type(err).__name__, err=err))
     finally:
         _RUNNING.reset(token)
         _WATCHING.reset(watching)
@@ -335,8 +347,10 @@ MESSAGE_WIDTH = 100  # columns: JupyterLab breaks a longer output line anywhere,
 def format_result(r: Result) -> str:
     """The verdict as ``check()`` prints it: mark and heading first, the message wrapped between words."""
     mark = {"passed": "✅", "not attempted": "⏳"}.get(r.status, "❌")
-    head = f"{mark} Exercise {r.id} — {r.title}: {r.earned}/{r.points} points"
-    return wrap_message(head + ". Well done!" if r.passed else f"{head}. {r.message}")
+    head = _("{mark} Exercise {id} — {title}: {earned}/{points} points").format(
+        mark=mark, id=r.id, title=r.title, earned=r.earned, points=r.points)
+    return wrap_message(_("{head}. Well done!").format(head=head) if r.passed
+                        else _("{head}. {message}").format(head=head, message=r.message))
 
 
 def wrap_message(text: str, width: int = MESSAGE_WIDTH) -> str:

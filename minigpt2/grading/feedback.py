@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from minigpt2.grading.core import CheckFailed
+from minigpt2.i18n.messages import _
 
 
 @dataclass
@@ -66,22 +67,23 @@ def broken_property(got: torch.Tensor, expected: torch.Tensor) -> str | None:
         ones = torch.ones_like(e.sum(-1))
         if torch.allclose(e.sum(-1), ones, atol=1e-6) and not torch.allclose(g.sum(-1), ones, atol=1e-4):
             if g.dim() >= 2 and torch.allclose(g.sum(-2), torch.ones_like(g.sum(-2)), atol=1e-4):
-                return ("each COLUMN adds up to 1 instead of each row: you normalised over the wrong axis. "
-                        "Each query's weights (the last axis) must sum to 1: dim=-1.")
+                return (_("each COLUMN adds up to 1 instead of each row: you normalised over the wrong axis. Each "
+                        "query's weights (the last axis) must sum to 1: dim=-1."))
             if abs(g.sum().item() - 1) < 1e-4 and e.numel() > e.size(-1):
-                return ("the whole tensor adds up to 1: you normalised over everything at once. Normalise each row "
-                        "on its own (a sum over dim=-1 with keepdim=True).")
+                return (_("the whole tensor adds up to 1: you normalised over everything at once. Normalise each row "
+                        "on its own (a sum over dim=-1 with keepdim=True)."))
             sums = g.sum(-1)
             bad = _index(int(torch.argmax((sums - 1).abs().nan_to_num(float("inf")))), sums.shape)
-            return (f"each row should add up to 1 (they are probabilities), but row {bad} adds up to "
-                    f"{sums[bad].item():.4g}.")
+            return (_("each row should add up to 1 (they are probabilities), but row {bad} adds up to {total:.4g}.").format(
+                bad=bad, total=sums[bad].item()))
     if e.dim() >= 2 and e.size(-1) == e.size(-2) > 1:
         future = torch.ones(e.shape[-2:], dtype=torch.bool).triu(1)
         if bool((e[..., future] == 0).all()) and bool((g[..., future] != 0).any()):
             leaks = (g != 0) & future
             where = _index(int(torch.nonzero(leaks.reshape(-1))[0]), g.shape)
-            return (f"at {where} query {where[-2]} puts weight {g[where].item():.3g} on key {where[-1]}, a FUTURE "
-                    "position: every key after the query must get exactly 0 (the causal mask).")
+            return (_("at {where} query {query} puts weight {weight:.3g} on key {key}, a FUTURE position: every key "
+                    "after the query must get exactly 0 (the causal mask).").format(
+                    where=where, query=where[-2], weight=g[where].item(), key=where[-1]))
     return None
 
 
@@ -89,46 +91,54 @@ def expect_tensor(
     got: Any,
     expected: torch.Tensor,
     *,
-    what: str = "the result",
+    what: str | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-4,
     mistakes: list[Mistake] = (),
     check_dtype: bool = False,
 ) -> None:
-    """``got`` must be a tensor equal to ``expected``; otherwise say how it differs."""
+    """``got`` must be a tensor equal to ``expected``; otherwise say how it differs (``what``: the
+    result's name in the message, "the result" by default)."""
+    what = _("the result") if what is None else what
     if not isinstance(got, torch.Tensor):
-        raise CheckFailed(f"{what} should be a torch.Tensor, but it is a {type(got).__name__}.")
+        raise CheckFailed(_("{what} should be a torch.Tensor, but it is a {got_type}.").format(
+            what=what, got_type=type(got).__name__))
     mistakes = list(mistakes)
     if tuple(got.shape) != tuple(expected.shape):
         name_mistake(got, mistakes, atol, rtol)
-        accident = (" A shape broadcast by accident? Adding or multiplying a (T,) and a (T, 1) tensor gives (T, T); "
-                    "keepdim=True keeps the axis a reduction removes.") if _broadcast_by_accident(got.shape, expected.shape) else ""
-        raise CheckFailed(f"{what} has shape {tuple(got.shape)}, but it should have shape {tuple(expected.shape)}.{accident}")
+        accident = (_(" A shape broadcast by accident? Adding or multiplying a (T,) and a (T, 1) tensor gives (T, "
+                "T); keepdim=True keeps the axis a reduction removes.")) if _broadcast_by_accident(got.shape, expected.shape) else ""
+        raise CheckFailed(_("{what} has shape {got_shape}, but it should have shape {expected_shape}.{accident}").format(
+            what=what, got_shape=tuple(got.shape), expected_shape=tuple(expected.shape), accident=accident))
     if check_dtype and got.dtype != expected.dtype:
-        raise CheckFailed(f"{what} has dtype {got.dtype}, but it should have dtype {expected.dtype}.")
+        raise CheckFailed(_("{what} has dtype {got_dtype}, but it should have dtype {expected_dtype}.").format(
+            what=what, got_dtype=got.dtype, expected_dtype=expected.dtype))
     if got.is_floating_point() and torch.isnan(got).any() and not torch.isnan(expected).any():
         name_mistake(got, mistakes, atol, rtol)
-        raise CheckFailed(f"{what} contains NaN where the reference has numbers: look for 0/0, log(0) or exp of a huge value.")
+        raise CheckFailed(_("{what} contains NaN where the reference has numbers: look for 0/0, log(0) or exp of a "
+                "huge value.").format(what=what))
     if _close(got, expected.to(got.dtype) if got.is_floating_point() else expected, atol, rtol):
         return
     name_mistake(got, mistakes, atol, rtol)
     broken = broken_property(got, expected)
     if broken is not None:
-        raise CheckFailed(f"{what} is wrong: {broken}")
+        raise CheckFailed(_("{what} is wrong: {broken}").format(what=what, broken=broken))
     diff = (got.double() - expected.double()).abs()
     where = tuple(int(i) for i in torch.unravel_index(torch.argmax(diff.nan_to_num(float("inf"))), diff.shape))
     raise CheckFailed(
-        f"{what} has the right shape but the wrong values: at index {where} it is "
-        f"{got[where].item():.6g} where the reference gives {expected[where].item():.6g} "
-        f"(largest difference {diff.max().item():.3g})."
+        _("{what} has the right shape but the wrong values: at index {where} it is {got:.6g} where the reference "
+                "gives {expected:.6g} (largest difference {diff_max:.3g}).").format(
+                what=what, where=where, got=got[where].item(), expected=expected[where].item(), diff_max=diff.max().item())
     )
 
 
-def expect_equal(got: Any, expected: Any, *, what: str = "the result", mistakes: list[Mistake] = ()) -> None:
+def expect_equal(got: Any, expected: Any, *, what: str | None = None, mistakes: list[Mistake] = ()) -> None:
     """``got`` must equal ``expected`` (plain Python values); otherwise say how it differs."""
+    what = _("the result") if what is None else what
     if _close(got, expected, 0.0, 0.0):
         return
     name_mistake(got, list(mistakes), 0.0, 0.0)
     if type(got) is not type(expected) and not (isinstance(got, (int, float)) and isinstance(expected, (int, float))):
-        raise CheckFailed(f"{what} should be a {type(expected).__name__}, but it is a {type(got).__name__} ({got!r}).")
-    raise CheckFailed(f"{what} is {got!r}, but it should be {expected!r}.")
+        raise CheckFailed(_("{what} should be a {expected_type}, but it is a {got_type} ({got!r}).").format(
+            what=what, expected_type=type(expected).__name__, got_type=type(got).__name__, got=got))
+    raise CheckFailed(_("{what} is {got!r}, but it should be {expected!r}.").format(what=what, got=got, expected=expected))

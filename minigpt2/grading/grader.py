@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 
 from minigpt2.grading.core import Exercise, Learner, Result, exercises_for, forbidden_message, run_exercise
+from minigpt2.i18n.messages import _, columns, current_language, normalize, using_language
 
 LESSON_FROM_NAME = re.compile(r"^(\d\d)_")
 
@@ -35,6 +36,7 @@ class Report:
     lesson: str
     results: list[Result]
     notes: list[str] = field(default_factory=list)
+    language: str = "en"  # the language of its messages ("en", "zh")
 
     @property
     def score(self) -> int:
@@ -52,34 +54,45 @@ class Report:
             "max_score": self.max_score,
             "exercises": [r.to_dict() for r in self.results],
             "notes": self.notes,
+            "language": self.language,
         }
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
     path = Path(path)
     if path.is_dir():
-        raise GradingError(f"{path} is a folder; give the path of one notebook, e.g. {path / '03_attention.ipynb'}.")
+        raise GradingError(_("{path} is a folder; give the path of one notebook, e.g. {example}.").format(
+            path=path, example=path / "03_attention.ipynb"))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise GradingError(f"{path} does not exist.") from None
+        raise GradingError(_("{path} does not exist.").format(path=path)) from None
     except UnicodeDecodeError:
-        raise GradingError(f"{path} is not a text file, so it cannot be a notebook.") from None
+        raise GradingError(_("{path} is not a text file, so it cannot be a notebook.").format(path=path)) from None
     except OSError as err:
-        raise GradingError(f"{path} cannot be read ({err.strerror}).") from None
+        raise GradingError(_("{path} cannot be read ({reason}).").format(path=path, reason=err.strerror)) from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
         raise GradingError(
-            f"{path} is not a valid notebook: its JSON breaks at line {err.lineno}, column {err.colno} ({err.msg}). "
-            "Was it edited outside Jupyter? Restore it with `git checkout` or regenerate it with `minigpt2 exercises`."
+            _("{path} is not a valid notebook: its JSON breaks at line {line}, column {column} ({reason}). "
+                    "Was it edited outside Jupyter? Restore it with `git checkout` or regenerate it with `minigpt2 "
+                    "exercises`.").format(path=path, line=err.lineno, column=err.colno, reason=err.msg)
         ) from None
     if not isinstance(raw, dict) or "cells" not in raw:
-        raise GradingError(f"{path} is JSON but not a Jupyter notebook (it has no 'cells').")
+        raise GradingError(_("{path} is JSON but not a Jupyter notebook (it has no 'cells').").format(path=path))
     try:
         return nbformat.reads(text, as_version=4)
     except Exception as err:  # nbformat's own validation errors are many kinds
-        raise GradingError(f"{path} is not a notebook nbformat can read: {err}") from None
+        raise GradingError(_("{path} is not a notebook nbformat can read: {err}").format(path=path, err=err)) from None
+
+
+def notebook_language(nb: nbformat.NotebookNode) -> str | None:
+    """The language a notebook is written in (``metadata.minigpt2.language``: "zh" for the Chinese
+    notebooks), or None when it does not say (then ``MINIGPT2_LANG`` decides)."""
+    meta = nb.metadata.get("minigpt2", {})
+    language = meta.get("language") if isinstance(meta, dict) else None
+    return normalize(language) if isinstance(language, str) and language.strip() else None
 
 
 def lesson_of(path: Path, nb: nbformat.NotebookNode) -> str:
@@ -90,12 +103,13 @@ def lesson_of(path: Path, nb: nbformat.NotebookNode) -> str:
     lesson = meta.get("lesson") if isinstance(meta, dict) else None
     if lesson is None:
         raise GradingError(
-            f"cannot tell which lesson {path} belongs to: its name should start with the lesson number, e.g. 03_attention.ipynb"
+            _("cannot tell which lesson {path} belongs to: its name should start with the lesson number, e.g. "
+                    "03_attention.ipynb").format(path=path)
         )
     if isinstance(lesson, bool) or not re.fullmatch(r"\d{1,2}", str(lesson).strip()):
         raise GradingError(
-            f"{path}'s metadata.minigpt2.lesson is {lesson!r}; it should be the lesson number (e.g. 3), "
-            "or name the file after its lesson, e.g. 03_attention.ipynb"
+            _("{path}'s metadata.minigpt2.lesson is {lesson!r}; it should be the lesson number (e.g. 3), or name the "
+                    "file after its lesson, e.g. 03_attention.ipynb").format(path=path, lesson=lesson)
         )
     return f"{int(str(lesson).strip()):02d}"
 
@@ -113,12 +127,15 @@ def _other_lesson(lesson: str, defined: set[str]) -> str | None:
 
 def _missing_message(ex: Exercise, in_source: set[str], functions: list[str]) -> str:
     if ex.name in in_source:
-        return f"`{ex.name}` is not defined: run the cell that defines it (and fix any error it shows)."
+        return _("`{name}` is not defined: run the cell that defines it (and fix any error it shows).").format(
+            name=ex.name)
     close = difflib.get_close_matches(ex.name, functions, n=1, cutoff=0.6)
     if close:
-        return (f"`{ex.name}` is not defined, but the notebook defines `{close[0]}`: the grader looks for the name "
-                f"`{ex.name}` — did you rename it? Keep the name the exercise gives.")
-    return f"`{ex.name}` is not defined: the exercise's function must keep the name `{ex.name}`."
+        return (_("`{name}` is not defined, but the notebook defines `{close}`: the grader looks for the name "
+                "`{name}` — did you rename it? Keep the name the exercise gives.").format(
+                name=ex.name, close=close[0]))
+    return _("`{name}` is not defined: the exercise's function must keep the name `{name}`.").format(
+        name=ex.name)
 
 
 def grade_notebook(path: str | Path, cell_timeout: float = 60, memory_limit: int | None = None) -> Report:
@@ -126,20 +143,25 @@ def grade_notebook(path: str | Path, cell_timeout: float = 60, memory_limit: int
     from minigpt2.grading.kernel import DEFAULT_MEMORY_LIMIT, KernelSession, KernelUnavailable
 
     if not cell_timeout > 0:
-        raise GradingError(f"the time limit must be a positive number of seconds, not {cell_timeout!r}.")
+        raise GradingError(_("the time limit must be a positive number of seconds, not {cell_timeout!r}.").format(
+            cell_timeout=cell_timeout))
     path = Path(path)
     nb = read_notebook(path)
-    lesson = lesson_of(path, nb)
-    cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    session = KernelSession(cells, str(path.parent.resolve()), lesson, cell_timeout,
-                            DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit)
-    try:
-        session.launch()  # the kernel starts while this process imports the checks
-        return _grade(path, lesson, cells, session)
-    except KernelUnavailable as err:
-        raise GradingError(f"{err}: check the installation with `minigpt2 doctor`.") from None
-    finally:
-        session.close()
+    language = notebook_language(nb)
+    with using_language(language):  # a zh notebook is graded in Chinese, its kernel speaks Chinese too
+        lesson = lesson_of(path, nb)
+        cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        session = KernelSession(cells, str(path.parent.resolve()), lesson, cell_timeout,
+                                DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit, language=language)
+        try:
+            session.launch()  # the kernel starts while this process imports the checks
+            report = _grade(path, lesson, cells, session)
+        except KernelUnavailable as err:
+            raise GradingError(_("{err}: check the installation with `minigpt2 doctor`.").format(err=err)) from None
+        finally:
+            session.close()
+        report.language = current_language()
+        return report
 
 
 def _grade(path: Path, lesson: str, cells: list[tuple[int, str]], session) -> Report:
@@ -147,18 +169,21 @@ def _grade(path: Path, lesson: str, cells: list[tuple[int, str]], session) -> Re
 
     exercises = exercises_for(lesson)
     if not exercises:
-        raise GradingError(f"lesson {lesson} has no graded exercises (is {path.name} the right notebook?)")
+        raise GradingError(_("lesson {lesson} has no graded exercises (is {name} the right notebook?)").format(
+            lesson=lesson, name=path.name))
     trees = parse_cells(cells)
     definitions = top_level_definitions(trees)
     other = _other_lesson(lesson, set(definitions))
     if other is not None:
-        raise GradingError(f"{path.name} is graded as lesson {lesson}, but it defines lesson {other}'s exercises: "
-                           f"give lesson {other}'s notebook a name starting with {other}_ (or grade the right file).")
+        raise GradingError(_("{name} is graded as lesson {lesson}, but it defines lesson {other}'s exercises: "
+                "give lesson {other}'s notebook a name starting with {other}_ (or grade the right file).").format(
+                name=path.name, lesson=lesson, other=other))
     tampering = scan_tampering(trees)
     if tampering is not None:
-        message = (f"cell {tampering.cell}, line {tampering.line} uses `{tampering.what}`, which reaches into the "
-                   "grader's own machinery: this notebook's grade does not count.")
-        return Report(str(path), lesson, [Result(ex.id, ex.title, ex.points, 0, False, "not allowed", message)
+        message = (_("cell {cell}, line {line} uses `{what}`, which reaches into the "
+                "grader's own machinery: this notebook's grade does not count.").format(
+                cell=tampering.cell, line=tampering.line, what=tampering.what))
+        return Report(str(path), lesson, [Result(ex.id, _(ex.title), ex.points, 0, False, "not allowed", message)
                                           for ex in exercises], [message])
 
     session.boot()
@@ -172,13 +197,14 @@ def _grade(path: Path, lesson: str, cells: list[tuple[int, str]], session) -> Re
 def _grade_one(ex: Exercise, session, state: dict, trees, in_source: set[str], functions: list[str]) -> Result:
     if not state.get("defined"):
         return run_exercise(ex, None, missing=True) if ex.name in in_source else Result(
-            ex.id, ex.title, ex.points, 0, False, "missing", _missing_message(ex, in_source, functions))
+            ex.id, _(ex.title), ex.points, 0, False, "missing", _missing_message(ex, in_source, functions))
     from minigpt2.grading.forbid import scan_source
 
     finding = scan_source(trees, ex.name, ex.forbid)
     if finding is not None:
-        where = f"It is in your code (cell {finding.cell}, line {finding.line})."
-        return Result(ex.id, ex.title, ex.points, 0, False, "not allowed", forbidden_message(finding.what, ex, where))
+        where = _("It is in your code (cell {cell}, line {line}).").format(
+            cell=finding.cell, line=finding.line)
+        return Result(ex.id, _(ex.title), ex.points, 0, False, "not allowed", forbidden_message(finding.what, ex, where))
     return run_exercise(ex, Learner(session, ex.name))
 
 
@@ -187,13 +213,20 @@ def _short(message: str, limit: int = 240) -> str:
 
 
 def format_table(report: Report) -> str:
-    rows = [(f"{r.id} {r.title}", f"{r.earned}/{r.points}", "yes" if r.passed else "no", _short(r.message)) for r in report.results]
-    headers = ("exercise", "points", "passed", "message")
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:3])]
-    line = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)) + "  " + cols[3]  # noqa: E731
-    out = [f"Grading {report.notebook} (lesson {report.lesson})", "", line(headers), line(tuple("-" * w for w in widths) + ("-" * 7,))]
+    with using_language(report.language):
+        return _format_table(report)
+
+
+def _format_table(report: Report) -> str:
+    rows = [(f"{r.id} {r.title}", f"{r.earned}/{r.points}", _("yes") if r.passed else _("no"), _short(r.message))
+            for r in report.results]
+    headers = (_("exercise"), _("points"), _("passed"), _("message"))
+    widths = [max(columns(h), *(columns(row[i]) for row in rows)) for i, h in enumerate(headers[:3])]
+    line = lambda cols: "  ".join(c + " " * (w - columns(c)) for c, w in zip(cols, widths)) + "  " + cols[3]  # noqa: E731
+    out = [_("Grading {notebook} (lesson {lesson})").format(notebook=report.notebook, lesson=report.lesson), "",
+           line(headers), line(tuple("-" * w for w in widths) + ("-" * 7,))]
     out += [line(row) for row in rows]
-    out += ["", f"Total: {report.score}/{report.max_score}"]
+    out += ["", _("Total: {score}/{max_score}").format(score=report.score, max_score=report.max_score)]
     if report.notes:
-        out += ["", "Notes:"] + [f"  - {_short(n)}" for n in report.notes]
+        out += ["", _("Notes:")] + [f"  - {_short(n)}" for n in report.notes]
     return "\n".join(out)

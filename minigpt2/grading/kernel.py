@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from minigpt2.grading import wire
+from minigpt2.i18n.messages import LANG_ENV, _
 
 MAX_ANSWER_BYTES = 512 * 1024 * 1024
 SETUP_TIMEOUT = 120  # seconds for the grader's own set-up in a fresh kernel (a cold `import torch` on a loaded machine)
@@ -68,9 +69,10 @@ class KernelSession:
     """One learner notebook's kernel; ``cells`` are (index in the notebook, source) of its code cells."""
 
     def __init__(self, cells: list[tuple[int, str]], cwd: str, lesson: str, cell_timeout: float,
-                 memory_limit: int = DEFAULT_MEMORY_LIMIT):
+                 memory_limit: int = DEFAULT_MEMORY_LIMIT, language: str | None = None):
         self.cells = [(i, s) for i, s in cells if s.strip() and not is_check_cell(s)]
         self.cwd, self.lesson, self.cell_timeout, self.memory_limit = cwd, lesson, cell_timeout, memory_limit
+        self.language = language  # the notebook's language, handed to its kernel (None: the kernel inherits ours)
         self.notes: dict[int | str, str] = {}
         self.skip: set[int] = set()
         self.km = self.kc = self.context = None
@@ -89,12 +91,15 @@ class KernelSession:
         self.context = zmq.Context()  # its own, destroyed with the kernel: no socket outlives a killed kernel
         self.km = KernelManager(kernel_name="python3", context=self.context)
         try:
-            self.km.start_kernel(cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env = {**os.environ, LANG_ENV: self.language} if self.language else None
+            self.km.start_kernel(cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 **({"env": env} if env else {}))
             self.kc = self.km.client(context=self.context)
             self.kc.start_channels(hb=False)  # no heartbeat thread: the grader polls the process itself
         except Exception as err:
             self._kill()
-            raise KernelUnavailable(f"the notebook's kernel could not be started ({type(err).__name__}: {err})") from None
+            raise KernelUnavailable(_("the notebook's kernel could not be started ({type}: {err})").format(
+                type=type(err).__name__, err=err)) from None
         self.fresh = True
 
     def _start(self) -> None:
@@ -105,7 +110,8 @@ class KernelSession:
             self.kc.wait_for_ready(timeout=SETUP_TIMEOUT)
         except Exception as err:
             self._kill()
-            raise KernelUnavailable(f"the notebook's kernel could not be started ({type(err).__name__}: {err})") from None
+            raise KernelUnavailable(_("the notebook's kernel could not be started ({type}: {err})").format(
+                type=type(err).__name__, err=err)) from None
         setup = (
             "import minigpt2.grading.agent as _minigpt2_agent\n"
             f"import minigpt2.grading.lesson{self.lesson}\n"
@@ -115,7 +121,8 @@ class KernelSession:
         status, info = self._execute(setup, SETUP_TIMEOUT)
         if status != "ok":
             self._kill()
-            raise KernelUnavailable(f"the grader could not prepare the kernel: {status} {info or ''}".strip())
+            raise KernelUnavailable(_("the grader could not prepare the kernel: {status} {info}").format(
+                status=status, info=info or "").strip())
 
     def _kill(self) -> None:
         if self.kc is not None:
@@ -144,15 +151,17 @@ class KernelSession:
                 if index in self.skip:
                     continue
                 status, info = self._execute(source, self.cell_timeout, store_history=True)
-                what = f"cell {index} (`{_first_line(source)}`)"
+                what = _("cell {index} (`{line}`)").format(index=index, line=_first_line(source))
                 if status == "error" and index not in self.notes:
-                    self.notes[index] = f"{what} raised {info[0]}: {info[1]}"
+                    self.notes[index] = _("{what} raised {type}: {message}").format(what=what, type=info[0],
+                                                                                 message=info[1])
                 if status in ("timeout", "died"):
                     self.notes[index] = (
-                        f"{what} ran for more than {self.cell_timeout:g} s and was stopped: an infinite loop? "
-                        "The grader left it out and ran the rest." if status == "timeout" else
-                        f"{what} ended the kernel (sys.exit / exit() / os._exit / a kill, or it used more memory than "
-                        "the grader allows); the grader left it out and ran the rest."
+                        _("{what} ran for more than {seconds:g} s and was stopped: an infinite loop? The grader left "
+                          "it out and ran the rest.").format(what=what, seconds=self.cell_timeout)
+                        if status == "timeout" else
+                        _("{what} ended the kernel (sys.exit / exit() / os._exit / a kill, or it used more memory than "
+                          "the grader allows); the grader left it out and ran the rest.").format(what=what)
                     )
                     self.skip.add(index)
                     break
@@ -237,27 +246,29 @@ class KernelSession:
         if status == "timeout":
             return {"kind": "timed out"}
         if status == "died":
-            return {"kind": "died", "message": "the kernel died while it ran"}
+            return {"kind": "died", "message": _("the kernel died while it ran")}
         try:
             if os.path.getsize(response) > MAX_ANSWER_BYTES:
-                return {"kind": "raised", "type": "ValueError", "message": "it returned more data than the grader reads"}
+                return {"kind": "raised", "type": "ValueError", "message": _("it returned more data than the grader reads")}
             with open(response, encoding="utf-8") as f:
                 answer = json.load(f)
         except (OSError, ValueError):
             detail = f" ({info[0]}: {info[1]})" if status == "error" and info else ""
-            return {"kind": "raised", "type": "an error", "message": f"the kernel gave no answer{detail}"}
+            return {"kind": "raised", "type": _("an error"), "message": _("the kernel gave no answer{detail}").format(
+                detail=detail)}
         finally:
             for path in (request, response):
                 if os.path.exists(path):
                     os.remove(path)
         if not isinstance(answer, dict):
-            return {"kind": "raised", "type": "an error", "message": "the kernel's answer was not understood"}
+            return {"kind": "raised", "type": _("an error"), "message": _("the kernel's answer was not understood")}
         if "value" in answer:
             try:
                 answer["value"] = wire.decode(answer["value"])
                 answer["changed"] = {str(k): wire.decode(v) for k, v in dict(answer.get("changed") or {}).items()}
             except (ValueError, TypeError, KeyError, RuntimeError) as err:
-                return {"kind": "raised", "type": "an error", "message": f"its answer could not be read ({err})"}
+                return {"kind": "raised", "type": _("an error"), "message": _("its answer could not be read ({err})").format(
+                    err=err)}
         return {k: v for k, v in answer.items() if k in ("value", "changed", "kind", "type", "message", "where")}
 
 

@@ -6,6 +6,7 @@ import torch
 
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
+from minigpt2.i18n.messages import _
 
 
 @exercise("00.1", "Bytes in a string", points=1, name="utf8_length")
@@ -17,8 +18,8 @@ def check_utf8_length(utf8_length):
             len(text.encode("utf-8")),
             what=f"utf8_length({text!r})",
             mistakes=[
-                Mistake(len(text), "you counted characters (len(text)), not bytes: encode the text to UTF-8 first, "
-                        "then count. 'é' is one character but two bytes.")
+                Mistake(len(text), _("you counted characters (len(text)), not bytes: encode the text to UTF-8 first, "
+                        "then count. 'é' is one character but two bytes."))
             ]
             if len(text) != len(text.encode("utf-8"))
             else [],
@@ -31,9 +32,9 @@ def check_count_linear_params(count_linear_params):
         got = call(count_linear_params, n_in, n_out, bias)
         expected = sum(p.numel() for p in torch.nn.Linear(n_in, n_out, bias=bias, device="meta").parameters())
         mistakes = [
-            Mistake(n_in * n_out + n_in, "the bias has one entry per OUTPUT feature (n_out), not per input feature."),
-            Mistake(n_in * n_out + n_out, "with bias=False there is no bias vector: count only the weight matrix."),
-            Mistake(n_in * n_out, "you forgot the bias: it adds n_out parameters when bias=True."),
+            Mistake(n_in * n_out + n_in, _("the bias has one entry per OUTPUT feature (n_out), not per input feature.")),
+            Mistake(n_in * n_out + n_out, _("with bias=False there is no bias vector: count only the weight matrix.")),
+            Mistake(n_in * n_out, _("you forgot the bias: it adds n_out parameters when bias=True.")),
         ]
         expect_equal(got, expected, what=f"count_linear_params({n_in}, {n_out}, bias={bias})",
                      mistakes=[m for m in mistakes if m.output != expected])
@@ -63,20 +64,21 @@ def check_softmax(softmax):
         expect_tensor(
             got,
             _reference_softmax(x),
-            what=f"softmax of a tensor of shape {tuple(x.shape)}",
+            what=_("softmax of a tensor of shape {x_shape}").format(x_shape=tuple(x.shape)),
             mistakes=[
-                Mistake(torch.exp(x), "you return exp(x) without dividing by the sum: the outputs must add up to 1."),
-                Mistake(torch.softmax(x, dim=0), "the softmax is taken over the wrong axis: normalise over the LAST "
-                        "dimension (dim=-1), so that each row adds up to 1."),
-                Mistake(torch.exp(x) / torch.exp(x).sum(), "you divided by the sum over the whole tensor; "
-                        "divide each row by its own sum (sum over dim=-1 with keepdim=True)."),
+                Mistake(torch.exp(x), _("you return exp(x) without dividing by the sum: the outputs must add up to 1.")),
+                Mistake(torch.softmax(x, dim=0), _("the softmax is taken over the wrong axis: normalise over the "
+                        "LAST dimension (dim=-1), so that each row adds up to 1.")),
+                Mistake(torch.exp(x) / torch.exp(x).sum(), _("you divided by the sum over the whole tensor; divide "
+                        "each row by its own sum (sum over dim=-1 with keepdim=True).")),
             ],
         )
     big = torch.tensor([[1000.0, 1001.0, 1002.0], [-1000.0, 0.0, 1000.0]])
     got = call(softmax, big.clone())
     if isinstance(got, torch.Tensor) and torch.isnan(got).any():
         raise CheckFailed(
-            "your softmax gives NaN for large inputs such as [1000, 1001, 1002]: exp(1000) overflows to inf and inf/inf is NaN. "
-            "Subtract each row's maximum before exponentiating; the result is the same, and nothing overflows."
+            _("your softmax gives NaN for large inputs such as [1000, 1001, 1002]: exp(1000) overflows to inf and "
+                    "inf/inf is NaN. Subtract each row's maximum before exponentiating; the result is the same, "
+                    "and nothing overflows.")
         )
     expect_tensor(got, _reference_softmax(big), what="softmax([[1000, 1001, 1002], [-1000, 0, 1000]])")

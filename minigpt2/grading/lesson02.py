@@ -8,6 +8,7 @@ import torch
 from minigpt2.data import num_windows, window
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
+from minigpt2.i18n.messages import _
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -28,17 +29,18 @@ def check_embed(embed):
         got = call(embed, ids.clone(), wte.clone(), wpe.clone())
         tokens, positions = wte[ids], wpe[:T]  # (B, T, C), (T, C)
         mistakes = [
-            Mistake(tokens, "you return the token embeddings only: add the position embeddings wpe[:T]."),
-            Mistake(torch.cat([tokens, positions.expand(B, T, C)], dim=-1), "you concatenated token and position "
-                    "vectors; GPT-2 ADDS them, so the result keeps n_embd channels."),
+            Mistake(tokens, _("you return the token embeddings only: add the position embeddings wpe[:T].")),
+            Mistake(torch.cat([tokens, positions.expand(B, T, C)], dim=-1), _("you concatenated token and position "
+                    "vectors; GPT-2 ADDS them, so the result keeps n_embd channels.")),
         ]
         if V <= block_size:
-            mistakes.append(Mistake(tokens + wpe[ids], "you looked up the position table with the token ids; the "
-                                    "position of a token is its index in the sequence: wpe[torch.arange(T)]."))
+            mistakes.append(Mistake(tokens + wpe[ids], _("you looked up the position table with the token ids; the "
+                    "position of a token is its index in the sequence: wpe[torch.arange(T)].")))
         expect_tensor(
             got,
             tokens + positions,
-            what=f"embed(ids of shape {(B, T)}, wte {tuple(wte.shape)}, wpe {tuple(wpe.shape)})",
+            what=_("embed(ids of shape {shape}, wte {wte_shape}, wpe {wpe_shape})").format(
+                shape=(B, T), wte_shape=tuple(wte.shape), wpe_shape=tuple(wpe.shape)),
             mistakes=mistakes,
         )
 
@@ -68,13 +70,13 @@ def check_sinusoidal_positions(sinusoidal_positions):
             what=f"sinusoidal_positions({T}, {C})",
             atol=1e-5,
             mistakes=[
-                Mistake(_sinusoids(T, C, swap=True), "sin and cos are swapped: even channels (0, 2, 4, …) take the "
-                        "sine, odd channels the cosine."),
-                Mistake(_sinusoids(T, C, exponent_step=1), "the frequencies are off: channel pair i uses "
-                        "10000 ** (2i / C) — the exponent steps by 2/C per pair, i.e. torch.arange(0, C, 2) / C."),
-                Mistake(torch.cat([sin_half, cos_half], dim=-1), "you put all the sines first, then all the cosines; "
-                        "interleave them: pe[:, 0::2] = sin, pe[:, 1::2] = cos."),
-                Mistake(expected.T, "the result is transposed: one ROW per position, shape (T, C)."),
+                Mistake(_sinusoids(T, C, swap=True), _("sin and cos are swapped: even channels (0, 2, 4, …) take the "
+                        "sine, odd channels the cosine.")),
+                Mistake(_sinusoids(T, C, exponent_step=1), _("the frequencies are off: channel pair i uses 10000 ** "
+                        "(2i / C) — the exponent steps by 2/C per pair, i.e. torch.arange(0, C, 2) / C.")),
+                Mistake(torch.cat([sin_half, cos_half], dim=-1), _("you put all the sines first, then all the "
+                        "cosines; interleave them: pe[:, 0::2] = sin, pe[:, 1::2] = cos.")),
+                Mistake(expected.T, _("the result is transposed: one ROW per position, shape (T, C).")),
             ],
         )
 
@@ -93,27 +95,28 @@ def check_make_window(make_window):
         got = call(make_window, tokens.clone(), start, T)
         what = f"make_window(tokens, start={start}, block_size={T})"
         if not (isinstance(got, tuple) and len(got) == 2):
-            raise CheckFailed(f"{what} should return a pair (x, y); it returns {type(got).__name__}.")
+            raise CheckFailed(_("{what} should return a pair (x, y); it returns {got_type}.").format(
+                what=what, got_type=type(got).__name__))
         x, y = got
         ref_x, ref_y = window(tokens, start, T)
         x_mistakes = [
-            Mistake(tokens[start : start + T + 1], "x has block_size + 1 tokens; the input is the first block_size "
-                    "of the window, tokens[start : start + block_size]."),
-            Mistake(ref_y, "x and y are swapped: x is the input, tokens[start : start + block_size]; y is the same "
-                    "window one token later."),
+            Mistake(tokens[start : start + T + 1], _("x has block_size + 1 tokens; the input is the first block_size "
+                    "of the window, tokens[start : start + block_size].")),
+            Mistake(ref_y, _("x and y are swapped: x is the input, tokens[start : start + block_size]; y is the same "
+                    "window one token later.")),
         ]
-        expect_tensor(x, ref_x, what=f"x of {what}", mistakes=x_mistakes)
+        expect_tensor(x, ref_x, what=_("x of {what}").format(what=what), mistakes=x_mistakes)
         y_mistakes = [
-            Mistake(ref_x, "targets not shifted: y equals x, so the model would learn to copy its input. "
-                    "y[t] must be the token AFTER x[t]: tokens[start + 1 : start + block_size + 1]."),
-            Mistake(tokens[start + 2 : start + T + 2], "targets shifted by two: y starts at start + 1."),
-            Mistake(tokens[start + 1 : start + T + 2], "y has block_size + 1 tokens; it should have block_size, "
-                    "like x."),
+            Mistake(ref_x, _("targets not shifted: y equals x, so the model would learn to copy its input. y[t] must "
+                    "be the token AFTER x[t]: tokens[start + 1 : start + block_size + 1].")),
+            Mistake(tokens[start + 2 : start + T + 2], _("targets shifted by two: y starts at start + 1.")),
+            Mistake(tokens[start + 1 : start + T + 2], _("y has block_size + 1 tokens; it should have block_size, "
+                    "like x.")),
         ]
         if start >= 1:
-            y_mistakes.append(Mistake(tokens[start - 1 : start - 1 + T], "targets shifted the wrong way: y must be "
-                                      "the window one token LATER (start + 1), not earlier."))
-        expect_tensor(y, ref_y, what=f"y of {what}", mistakes=y_mistakes)
+            y_mistakes.append(Mistake(tokens[start - 1 : start - 1 + T], _("targets shifted the wrong way: y must be "
+                    "the window one token LATER (start + 1), not earlier.")))
+        expect_tensor(y, ref_y, what=_("y of {what}").format(what=what), mistakes=y_mistakes)
 
 
 # --------------------------------------------------------------------------- 02.4
@@ -127,14 +130,14 @@ def check_window_starts(window_starts):
         if not isinstance(got, list) and hasattr(got, "__iter__"):
             got = list(got)
         mistakes = [
-            Mistake(list(range(0, n - T + 1, stride)), "your last window crosses the end: a window starting at "
-                    "n_tokens - block_size needs a target token at index n_tokens, one past the end. "
-                    "The last start is n_tokens - block_size - 1."),
-            Mistake(list(range(0, n - T - 1, stride)), "you miss the last window: a start of "
-                    "n_tokens - block_size - 1 still fits (its target ends on the last token)."),
-            Mistake(list(range(0, n - T)), "you ignored the stride: consecutive starts are `stride` apart."),
-            Mistake(list(range(0, n, stride)), "windows must end inside the stream: a start must leave room for "
-                    "block_size + 1 tokens."),
+            Mistake(list(range(0, n - T + 1, stride)), _("your last window crosses the end: a window starting at "
+                    "n_tokens - block_size needs a target token at index n_tokens, one past the end. The last "
+                    "start is n_tokens - block_size - 1.")),
+            Mistake(list(range(0, n - T - 1, stride)), _("you miss the last window: a start of n_tokens - block_size "
+                    "- 1 still fits (its target ends on the last token).")),
+            Mistake(list(range(0, n - T)), _("you ignored the stride: consecutive starts are `stride` apart.")),
+            Mistake(list(range(0, n, stride)), _("windows must end inside the stream: a start must leave room for "
+                    "block_size + 1 tokens.")),
         ]
         expect_equal(got, expected, what=f"window_starts(n_tokens={n}, block_size={T}, stride={stride})",
                      mistakes=[m for m in mistakes if m.output != expected])

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from minigpt2.attention import CausalSelfAttention, merge_heads, split_heads
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
+from minigpt2.i18n.messages import _
 
 # (B, T, n_head, head_size): all four different, so that a mix-up shows in the shape or the values
 SHAPES = [(2, 5, 3, 4), (1, 7, 2, 3), (3, 4, 6, 2)]
@@ -52,16 +53,16 @@ def check_split_heads(split_heads_fn):
         expect_tensor(
             got,
             split_heads(x, H),
-            what=f"split_heads(x of shape {(B, T, H * hs)}, n_head={H})",
+            what=_("split_heads(x of shape {shape}, n_head={H})").format(shape=(B, T, H * hs), H=H),
             mistakes=[
-                Mistake(_split_wrong_order(x, H), "heads split in the wrong order: your head h gets channels h, "
-                        "h + n_head, h + 2·n_head, … Head h must get the BLOCK of channels h·head_size … "
-                        "(h+1)·head_size − 1: view(B, T, n_head, head_size), in that order."),
-                Mistake(_split_without_transpose(x, H), "you reshaped straight to (B, n_head, T, head_size): the "
+                Mistake(_split_wrong_order(x, H), _("heads split in the wrong order: your head h gets channels h, h "
+                        "+ n_head, h + 2·n_head, … Head h must get the BLOCK of channels h·head_size … "
+                        "(h+1)·head_size − 1: view(B, T, n_head, head_size), in that order.")),
+                Mistake(_split_without_transpose(x, H), _("you reshaped straight to (B, n_head, T, head_size): the "
                         "shape is right but each 'head' now holds other time steps' channels (and would see the "
-                        "future). View as (B, T, n_head, head_size), then transpose(1, 2)."),
-                Mistake(x.view(B, T, H, hs), "you split the channels but left the heads after time: the result "
-                        "must be (B, n_head, T, head_size). Add .transpose(1, 2)."),
+                        "future). View as (B, T, n_head, head_size), then transpose(1, 2).")),
+                Mistake(x.view(B, T, H, hs), _("you split the channels but left the heads after time: the result "
+                        "must be (B, n_head, T, head_size). Add .transpose(1, 2).")),
             ],
         )
 
@@ -77,16 +78,16 @@ def check_merge_heads(merge_heads_fn):
         expect_tensor(
             got,
             merge_heads(y),
-            what=f"merge_heads(y of shape {(B, H, T, hs)})",
+            what=_("merge_heads(y of shape {shape})").format(shape=(B, H, T, hs)),
             mistakes=[
-                Mistake(_merge_without_transpose(y), "you reshaped (B, n_head, T, head_size) straight to (B, T, C): "
-                        "that mixes time steps across heads. Transpose(1, 2) back to (B, T, n_head, head_size) "
-                        "first, then .contiguous().view(B, T, C)."),
-                Mistake(_merge_wrong_order(y), "heads merged in the wrong order: your channels interleave the heads. "
-                        "Head h's channels must be one block, h·head_size … (h+1)·head_size − 1: "
-                        "transpose(1, 2), then view(B, T, n_head * head_size)."),
-                Mistake(y.transpose(1, 2), "you moved the heads back after time but did not merge them: flatten "
-                        "(n_head, head_size) into one axis of n_head * head_size channels."),
+                Mistake(_merge_without_transpose(y), _("you reshaped (B, n_head, T, head_size) straight to (B, T, "
+                        "C): that mixes time steps across heads. Transpose(1, 2) back to (B, T, n_head, head_size) "
+                        "first, then .contiguous().view(B, T, C).")),
+                Mistake(_merge_wrong_order(y), _("heads merged in the wrong order: your channels interleave the "
+                        "heads. Head h's channels must be one block, h·head_size … (h+1)·head_size − 1: "
+                        "transpose(1, 2), then view(B, T, n_head * head_size).")),
+                Mistake(y.transpose(1, 2), _("you moved the heads back after time but did not merge them: flatten "
+                        "(n_head, head_size) into one axis of n_head * head_size channels.")),
             ],
         )
 
@@ -102,12 +103,12 @@ def check_count_attention_params(count_attention_params):
             SimpleNamespace(n_embd=n_embd, n_head=n_head, dropout=0.0, bias=bias)).parameters())
         C = n_embd
         mistakes = [
-            Mistake(3 * C * C + (3 * C if bias else 0), "you counted only c_attn: add the output projection c_proj "
-                    "(C·C weights, plus C biases when bias=True)."),
-            Mistake(n_head * expected, "you multiplied by n_head: splitting into heads reshapes the same matrices, "
-                    "it adds no parameters."),
-            Mistake(4 * C * C, "you left out the biases: with bias=True c_attn has 3·C and c_proj C."),
-            Mistake(4 * C * C + 4 * C, "with bias=False there are no biases: count only the weights."),
+            Mistake(3 * C * C + (3 * C if bias else 0), _("you counted only c_attn: add the output projection c_proj "
+                    "(C·C weights, plus C biases when bias=True).")),
+            Mistake(n_head * expected, _("you multiplied by n_head: splitting into heads reshapes the same matrices, "
+                    "it adds no parameters.")),
+            Mistake(4 * C * C, _("you left out the biases: with bias=True c_attn has 3·C and c_proj C.")),
+            Mistake(4 * C * C + 4 * C, _("with bias=False there are no biases: count only the weights.")),
         ]
         got = call(count_attention_params, n_embd, n_head, bias)
         expect_equal(got, expected, what=f"count_attention_params({n_embd}, {n_head}, bias={bias})",
@@ -124,8 +125,8 @@ class AttentionParameters:
         self.c_attn, self.c_proj, self.n_head, self.n_embd = attn.c_attn, attn.c_proj, attn.n_head, attn.n_embd
 
     def __call__(self, *args, **kwargs):
-        raise TypeError("calling attn(x) would use the package's answer; compute it from attn.c_attn, "
-                        "attn.c_proj and attn.n_head yourself")
+        raise TypeError(_("calling attn(x) would use the package's answer; compute it from attn.c_attn, attn.c_proj "
+                "and attn.n_head yourself"))
 
 
 def _forward(x, p, split=split_heads, merge=merge_heads, scale=None, causal=True, project=True, order=(0, 1, 2)):
@@ -153,25 +154,26 @@ def check_multi_head_attention(multi_head_attention):
         with torch.no_grad():
             expected = attn(x)
             mistakes = [
-                Mistake(_forward(x, p, project=False), "you forgot the output projection: apply attn.c_proj to the "
-                        "merged heads."),
-                Mistake(_forward(x, p, scale=math.sqrt(H * hs)), "you divided the scores by √n_embd; each head's "
-                        "scores are divided by √head_size (head_size = n_embd // n_head), its own query size."),
-                Mistake(_forward(x, p, scale=1.0), "missing √d: divide each head's scores by √head_size."),
-                Mistake(_forward(x, p, split=_split_wrong_order, merge=_merge_wrong_order), "heads split in the wrong "
-                        "order: head h must be the block of channels h·head_size … (h+1)·head_size − 1 "
-                        "(view(B, T, n_head, head_size).transpose(1, 2)), as GPT-2's weights expect."),
-                Mistake(_forward(x, p, split=_split_without_transpose, merge=_merge_without_transpose), "you reshaped "
-                        "to (B, n_head, T, head_size) without the transpose: heads get other time steps' channels "
-                        "and see the future. view(B, T, n_head, head_size), then transpose(1, 2)."),
-                Mistake(_forward(x, p, order=(1, 0, 2)), "queries and keys swapped: c_attn's output splits as "
-                        "[q | k | v], in that order."),
-                Mistake(_forward(x, p, order=(2, 1, 0)), "queries and values swapped: c_attn's output splits as "
-                        "[q | k | v], in that order."),
-                Mistake(_forward(x, p, causal=False), "no causal mask: positions attend to the future."),
+                Mistake(_forward(x, p, project=False), _("you forgot the output projection: apply attn.c_proj to the "
+                        "merged heads.")),
+                Mistake(_forward(x, p, scale=math.sqrt(H * hs)), _("you divided the scores by √n_embd; each head's "
+                        "scores are divided by √head_size (head_size = n_embd // n_head), its own query size.")),
+                Mistake(_forward(x, p, scale=1.0), _("missing √d: divide each head's scores by √head_size.")),
+                Mistake(_forward(x, p, split=_split_wrong_order, merge=_merge_wrong_order), _("heads split in the "
+                        "wrong order: head h must be the block of channels h·head_size … (h+1)·head_size − 1 "
+                        "(view(B, T, n_head, head_size).transpose(1, 2)), as GPT-2's weights expect.")),
+                Mistake(_forward(x, p, split=_split_without_transpose, merge=_merge_without_transpose), _("you "
+                        "reshaped to (B, n_head, T, head_size) without the transpose: heads get other time steps' "
+                        "channels and see the future. view(B, T, n_head, head_size), then transpose(1, 2).")),
+                Mistake(_forward(x, p, order=(1, 0, 2)), _("queries and keys swapped: c_attn's output splits as [q | "
+                        "k | v], in that order.")),
+                Mistake(_forward(x, p, order=(2, 1, 0)), _("queries and values swapped: c_attn's output splits as [q "
+                        "| k | v], in that order.")),
+                Mistake(_forward(x, p, causal=False), _("no causal mask: positions attend to the future.")),
             ]
         got = call(multi_head_attention, x.clone(), p)
         if isinstance(got, tuple):
-            raise CheckFailed("multi_head_attention should return y alone, a tensor (B, T, n_embd), not a tuple.")
-        expect_tensor(got, expected, what=f"multi_head_attention(x of shape {tuple(x.shape)}) with n_head={H}",
+            raise CheckFailed(_("multi_head_attention should return y alone, a tensor (B, T, n_embd), not a tuple."))
+        expect_tensor(got, expected, what=_("multi_head_attention(x of shape {x_shape}) with n_head={H}").format(
+            x_shape=tuple(x.shape), H=H),
                       mistakes=mistakes)

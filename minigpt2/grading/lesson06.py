@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_tensor
+from minigpt2.i18n.messages import _
 from minigpt2.layers import Block
 from minigpt2.model import GPT, GPTConfig
 
@@ -60,34 +61,37 @@ def check_layer_norm(layer_norm):
         b = torch.randn(C, generator=g, dtype=torch.float64)
         eps = 1e-5
         mistakes = [
-            Mistake(_ln_variant(x, w, b, eps, unbiased=True), "Bessel's correction: LayerNorm's variance divides by C, "
-                    "not C − 1. Use x.var(dim=-1, unbiased=False), or the mean of the squared deviations."),
-            Mistake(_ln_variant(x, w, b, eps, eps_where="outside"), "ε belongs inside the square root: "
-                    "(x − mean) / sqrt(var + eps), not / (sqrt(var) + eps)."),
-            Mistake(_ln_variant(x, w, b, eps, eps_where="none"), "ε is missing: divide by sqrt(var + eps). Without it a "
-                    "row of (almost) equal numbers blows up."),
-            Mistake(_ln_variant(x, w, b, eps, power=1), "divide by the standard deviation, sqrt(var + eps), not by the "
-                    "variance."),
-            Mistake(_ln_variant(x, w, b, eps, affine="none"), "the gain and shift are missing: return x_hat * weight + bias."),
-            Mistake(_ln_variant(x, w, b, eps, affine="shift first"), "gain and shift in the wrong order: x_hat * weight + "
-                    "bias, not (x_hat + bias) * weight."),
-            Mistake(_ln_variant(x, w, b, eps, affine="swapped"), "weight and bias swapped: multiply by weight, add bias."),
-            Mistake(_ln_variant(x, w, b, eps, centre=False), "you did not subtract the mean before dividing."),
-            Mistake(_ln_variant(x, w, b, eps, dim=None), "you normalised over the whole tensor (x.mean() and x.var() "
-                    "without dim): LayerNorm normalises each position's vector on its own, over the last dimension: "
-                    "x.mean(dim=-1, keepdim=True)."),
+            Mistake(_ln_variant(x, w, b, eps, unbiased=True), _("Bessel's correction: LayerNorm's variance divides "
+                    "by C, not C − 1. Use x.var(dim=-1, unbiased=False), or the mean of the squared deviations.")),
+            Mistake(_ln_variant(x, w, b, eps, eps_where="outside"), _("ε belongs inside the square root: (x − mean) "
+                    "/ sqrt(var + eps), not / (sqrt(var) + eps).")),
+            Mistake(_ln_variant(x, w, b, eps, eps_where="none"), _("ε is missing: divide by sqrt(var + eps). Without "
+                    "it a row of (almost) equal numbers blows up.")),
+            Mistake(_ln_variant(x, w, b, eps, power=1), _("divide by the standard deviation, sqrt(var + eps), not by "
+                    "the variance.")),
+            Mistake(_ln_variant(x, w, b, eps, affine="none"), _("the gain and shift are missing: return x_hat * "
+                    "weight + bias.")),
+            Mistake(_ln_variant(x, w, b, eps, affine="shift first"), _("gain and shift in the wrong order: x_hat * "
+                    "weight + bias, not (x_hat + bias) * weight.")),
+            Mistake(_ln_variant(x, w, b, eps, affine="swapped"), _("weight and bias swapped: multiply by weight, add "
+                    "bias.")),
+            Mistake(_ln_variant(x, w, b, eps, centre=False), _("you did not subtract the mean before dividing.")),
+            Mistake(_ln_variant(x, w, b, eps, dim=None), _("you normalised over the whole tensor (x.mean() and "
+                    "x.var() without dim): LayerNorm normalises each position's vector on its own, over the last "
+                    "dimension: x.mean(dim=-1, keepdim=True).")),
         ]
         for dim in range(x.dim() - 1):  # every wrong dimension
-            message = ("you normalised over the batch (dim 0), like BatchNorm: LayerNorm works on each position's "
-                       "vector, over the last dimension (dim=-1)." if dim == 0 else
-                       f"you normalised over dim {dim}; LayerNorm works on each position's vector, over the last "
-                       "dimension (dim=-1).")
+            message = (_("you normalised over the batch (dim 0), like BatchNorm: LayerNorm works on each position's "
+                    "vector, over the last dimension (dim=-1).") if dim == 0 else
+                       _("you normalised over dim {dim}; LayerNorm works on each position's vector, over the last "
+                               "dimension (dim=-1).").format(dim=dim))
             mistakes.append(Mistake(_ln_variant(x, w, b, eps, dim=dim), message))
         original = x.clone()
         got = call(layer_norm, x, w, b, eps)
         if not torch.equal(x, original):
-            raise CheckFailed("your layer_norm changed its input tensor in place; compute a new tensor instead.")
-        expect_tensor(got, F.layer_norm(x, (C,), w, b, eps), what=f"layer_norm(x of shape {tuple(x.shape)})",
+            raise CheckFailed(_("your layer_norm changed its input tensor in place; compute a new tensor instead."))
+        expect_tensor(got, F.layer_norm(x, (C,), w, b, eps), what=_("layer_norm(x of shape {x_shape})").format(
+            x_shape=tuple(x.shape)),
                       atol=1e-7, rtol=1e-6, mistakes=mistakes)
 
 
@@ -101,8 +105,8 @@ class BlockParts:
         self.ln_1, self.attn, self.ln_2, self.mlp = block.ln_1, block.attn, block.ln_2, block.mlp
 
     def __call__(self, *args, **kwargs):
-        raise TypeError("calling block(x) would use the package's answer; compute it from block.ln_1, block.attn, "
-                        "block.ln_2 and block.mlp yourself")
+        raise TypeError(_("calling block(x) would use the package's answer; compute it from block.ln_1, block.attn, "
+                "block.ln_2 and block.mlp yourself"))
 
 
 @exercise("06.2", "The pre-LN block", points=1, name="pre_ln_block", forbid=("minigpt2.layers.Block.forward",))
@@ -124,21 +128,22 @@ def check_pre_ln_block(pre_ln_block):
             normed_1 = ln_1(x)
             normed_2 = ln_2(normed_1 + attn(normed_1))
             mistakes = [
-                Mistake(ln_2(post + mlp(post)), "that is post-LN, the 2017 order LN(x + f(x)). GPT-2 is pre-LN: "
-                        "x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))."),
-                Mistake(mlp(ln_2(attn(ln_1(x)))), "the residual connections are missing: add each sub-layer's output to "
-                        "its input, x = x + attn(ln_1(x))."),
-                Mistake(a + mlp(ln_2(a)), "the first residual connection is missing: x = x + attn(ln_1(x))."),
-                Mistake(mlp(ln_2(h)), "the second residual connection is missing: x = x + mlp(ln_2(x))."),
-                Mistake(normed_2 + mlp(normed_2), "you normalised the residual stream itself (x = ln(x)); pre-LN "
-                        "normalises only the copy a sub-layer reads: x + attn(ln_1(x)) leaves x as it is."),
-                Mistake(h + mlp(ln_1(h)), "the MLP must read ln_2(x), not ln_1(x): each sub-layer has its own LayerNorm."),
-                Mistake(x + attn(ln_1(x)) + mlp(ln_2(x)), "attention and MLP run in parallel on the same x; in GPT-2 the "
-                        "MLP reads the stream after attention's output was added."),
-                Mistake(h + mlp(h), "the MLP reads the stream without ln_2: x = x + mlp(ln_2(x))."),
+                Mistake(ln_2(post + mlp(post)), _("that is post-LN, the 2017 order LN(x + f(x)). GPT-2 is pre-LN: x "
+                        "= x + attn(ln_1(x)), then x = x + mlp(ln_2(x)).")),
+                Mistake(mlp(ln_2(attn(ln_1(x)))), _("the residual connections are missing: add each sub-layer's "
+                        "output to its input, x = x + attn(ln_1(x)).")),
+                Mistake(a + mlp(ln_2(a)), _("the first residual connection is missing: x = x + attn(ln_1(x)).")),
+                Mistake(mlp(ln_2(h)), _("the second residual connection is missing: x = x + mlp(ln_2(x)).")),
+                Mistake(normed_2 + mlp(normed_2), _("you normalised the residual stream itself (x = ln(x)); pre-LN "
+                        "normalises only the copy a sub-layer reads: x + attn(ln_1(x)) leaves x as it is.")),
+                Mistake(h + mlp(ln_1(h)), _("the MLP must read ln_2(x), not ln_1(x): each sub-layer has its own "
+                        "LayerNorm.")),
+                Mistake(x + attn(ln_1(x)) + mlp(ln_2(x)), _("attention and MLP run in parallel on the same x; in "
+                        "GPT-2 the MLP reads the stream after attention's output was added.")),
+                Mistake(h + mlp(h), _("the MLP reads the stream without ln_2: x = x + mlp(ln_2(x)).")),
             ]
             got = call(pre_ln_block, x.clone(), BlockParts(block))
-        expect_tensor(got, expected, what=f"pre_ln_block(x of shape {(B, T, C)})", mistakes=mistakes)
+        expect_tensor(got, expected, what=_("pre_ln_block(x of shape {shape})").format(shape=(B, T, C)), mistakes=mistakes)
 
 
 # --------------------------------------------------------------------------- 06.3
@@ -181,23 +186,25 @@ def check_grad_norm_per_block(grad_norm_per_block):
         stale = _backward(model, idx, targets, zero=False)
         expected = torch.tensor(_norms(reference), dtype=torch.float64)
         mistakes = [
-            Mistake(torch.tensor(_norms(stale), dtype=torch.float64), "old gradients were still in .grad: backward() "
-                    "adds to them. Call model.zero_grad() before loss.backward()."),
-            Mistake(torch.tensor(_norms(reference, combine="weights"), dtype=torch.float64), "you measured the "
-                    "parameters themselves; measure their gradients, p.grad."),
-            Mistake(torch.tensor(_norms(reference, square=True), dtype=torch.float64), "you returned the squared norm: "
-                    "take the square root of the sum of squares."),
-            Mistake(torch.tensor(_norms(reference, combine="sum of norms"), dtype=torch.float64), "you added up the "
-                    "norms of the separate tensors; the block's norm is that of all its gradients together: "
-                    "sqrt(Σ over its parameters of (p.grad ** 2).sum())."),
+            Mistake(torch.tensor(_norms(stale), dtype=torch.float64), _("old gradients were still in .grad: "
+                    "backward() adds to them. Call model.zero_grad() before loss.backward().")),
+            Mistake(torch.tensor(_norms(reference, combine="weights"), dtype=torch.float64), _("you measured the "
+                    "parameters themselves; measure their gradients, p.grad.")),
+            Mistake(torch.tensor(_norms(reference, square=True), dtype=torch.float64), _("you returned the squared "
+                    "norm: take the square root of the sum of squares.")),
+            Mistake(torch.tensor(_norms(reference, combine="sum of norms"), dtype=torch.float64), _("you added up "
+                    "the norms of the separate tensors; the block's norm is that of all its gradients together: "
+                    "sqrt(Σ over its parameters of (p.grad ** 2).sum()).")),
         ]
         got = call(grad_norm_per_block, model, idx, targets)
         try:
             values = torch.tensor([float(v) for v in got], dtype=torch.float64)
         except (TypeError, ValueError):
-            raise CheckFailed(f"grad_norm_per_block should return a list of numbers, one per block; got {got!r:.80}") from None
+            raise CheckFailed(_("grad_norm_per_block should return a list of numbers, one per block; got {got!r:.80}").format(
+                got=got)) from None
         if values.numel() != n_layer:
-            raise CheckFailed(f"with {n_layer} blocks, grad_norm_per_block should return {n_layer} numbers, one per "
-                              f"block of model.transformer.h, but it returned {values.numel()}.")
-        expect_tensor(values, expected, what=f"the gradient norms of a {n_layer}-block model", atol=1e-7, rtol=1e-4,
+            raise CheckFailed(_("with {n_layer} blocks, grad_norm_per_block should return {n_layer} numbers, one per "
+                    "block of model.transformer.h, but it returned {values_numel}.").format(
+                    n_layer=n_layer, values_numel=values.numel()))
+        expect_tensor(values, expected, what=_("the gradient norms of a {n_layer}-block model").format(n_layer=n_layer), atol=1e-7, rtol=1e-4,
                       mistakes=mistakes)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
+from minigpt2.i18n.messages import _
 from minigpt2.hf import is_conv1d_weight, to_hf_state_dict
 from minigpt2.model import GPT, GPTConfig
 
@@ -46,20 +47,22 @@ def check_count_gpt_params(count_gpt_params):
     for config in PARAM_CONFIGS:
         expected = reference_param_count(config)
         mistakes = [
-            Mistake(reference_param_count(config, tied=False), "you counted lm_head's matrix as well as wte's: they are "
-                    "one tied matrix, counted once."),
-            Mistake(reference_param_count(config, wpe=False), "the position embedding wpe is missing: block_size × n_embd."),
-            Mistake(reference_param_count(config, ln_f=False), "the final LayerNorm ln_f is missing."),
-            Mistake(reference_param_count(config, layer_norms=False), "the LayerNorms are missing: ln_1 and ln_2 in "
-                    "every block and ln_f at the end, each with a gain (and a shift when bias=True) of n_embd numbers."),
-            Mistake(reference_param_count(config, biases=False), "the biases are missing: with bias=True every Linear "
-                    "has one bias per output and every LayerNorm a shift."),
-            Mistake(reference_param_count(config, biases=True), "with bias=False there are no biases (and no LayerNorm "
-                    "shifts): count only the weights."),
-            Mistake(reference_param_count(config, mlp_width=1), "the MLP is 4× wide: c_fc is n_embd → 4·n_embd and c_proj "
-                    "4·n_embd → n_embd."),
-            Mistake(reference_param_count(config, attention_per_head=True), "you multiplied attention by n_head: the heads "
-                    "share c_attn and c_proj, they add no parameters."),
+            Mistake(reference_param_count(config, tied=False), _("you counted lm_head's matrix as well as wte's: "
+                    "they are one tied matrix, counted once.")),
+            Mistake(reference_param_count(config, wpe=False), _("the position embedding wpe is missing: block_size × "
+                    "n_embd.")),
+            Mistake(reference_param_count(config, ln_f=False), _("the final LayerNorm ln_f is missing.")),
+            Mistake(reference_param_count(config, layer_norms=False), _("the LayerNorms are missing: ln_1 and ln_2 "
+                    "in every block and ln_f at the end, each with a gain (and a shift when bias=True) of n_embd "
+                    "numbers.")),
+            Mistake(reference_param_count(config, biases=False), _("the biases are missing: with bias=True every "
+                    "Linear has one bias per output and every LayerNorm a shift.")),
+            Mistake(reference_param_count(config, biases=True), _("with bias=False there are no biases (and no "
+                    "LayerNorm shifts): count only the weights.")),
+            Mistake(reference_param_count(config, mlp_width=1), _("the MLP is 4× wide: c_fc is n_embd → 4·n_embd and "
+                    "c_proj 4·n_embd → n_embd.")),
+            Mistake(reference_param_count(config, attention_per_head=True), _("you multiplied attention by n_head: "
+                    "the heads share c_attn and c_proj, they add no parameters.")),
         ]
         got = call(count_gpt_params, config)
         expect_equal(got, expected, what=f"count_gpt_params({config})",
@@ -95,41 +98,48 @@ def check_init_gpt2_(init_gpt2_):
     for n_layer, n_embd in [(6, 96), (2, 64)]:
         tied, parameters = call(_initialised, init_gpt2_, n_layer, n_embd)
         if not tied:
-            raise CheckFailed("lm_head.weight is no longer the same Parameter as transformer.wte.weight: change the "
-                              "weights in place (nn.init.normal_ or p.normal_()), do not assign new Parameters.")
+            raise CheckFailed(_("lm_head.weight is no longer the same Parameter as transformer.wte.weight: change "
+                    "the weights in place (nn.init.normal_ or p.normal_()), do not assign new Parameters."))
         residual = 0.02 / math.sqrt(2 * n_layer)
         for name, p in parameters.items():
             where = f"{name} (n_layer={n_layer})"
             if torch.all(p == 0.5):
-                raise CheckFailed(f"{where} was not initialised: it still holds the value it had before your function ran.")
+                raise CheckFailed(_("{where} was not initialised: it still holds the value it had before your "
+                        "function ran.").format(where=where))
             if name.endswith("bias"):
                 if not torch.all(p == 0):
-                    raise CheckFailed(f"{where}: biases (and LayerNorm shifts) start at exactly zero.")
+                    raise CheckFailed(_("{where}: biases (and LayerNorm shifts) start at exactly zero.").format(
+                        where=where))
                 continue
             if p.dim() == 1:  # a LayerNorm gain
                 if not torch.all(p == 1):
-                    raise CheckFailed(f"{where}: a LayerNorm gain starts at exactly 1 (it was drawn at random, or zeroed?); "
-                                      "initialise only the Linear and Embedding weights at random.")
+                    raise CheckFailed(_("{where}: a LayerNorm gain starts at exactly 1 (it was drawn at random, or "
+                            "zeroed?); initialise only the Linear and Embedding weights at random.").format(where=where))
                 continue
             std, mean = p.std().item(), p.mean().item()
             target = residual if name.endswith("c_proj.weight") else 0.02
             if abs(mean) > 4 * target / math.sqrt(p.numel()) + 1e-4:
-                raise CheckFailed(f"{where} has mean {mean:.4f}; the weights are drawn with mean 0.")
+                raise CheckFailed(_("{where} has mean {mean:.4f}; the weights are drawn with mean 0.").format(
+                    where=where, mean=mean))
             if _std_matches(std, target):
                 continue
             if name.endswith("c_proj.weight"):
                 if _std_matches(std, 0.02):
-                    raise CheckFailed(f"{where} has std 0.02: the residual projections (attn.c_proj and mlp.c_proj) "
-                                      f"must be scaled down by 1/√(2·n_layer), to std 0.02/√{2 * n_layer} = {residual:.4f}.")
+                    raise CheckFailed(_("{where} has std 0.02: the residual projections (attn.c_proj and mlp.c_proj) "
+                            "must be scaled down by 1/√(2·n_layer), to std 0.02/√{two_n_layer} = {residual:.4f}.").format(
+                            where=where, two_n_layer=2 * n_layer, residual=residual))
                 if _std_matches(std, 0.02 / math.sqrt(n_layer)):
-                    raise CheckFailed(f"{where} was scaled by 1/√n_layer; each block adds TWO projections to the "
-                                      "residual stream (attention and MLP), so scale by 1/√(2·n_layer).")
+                    raise CheckFailed(_("{where} was scaled by 1/√n_layer; each block adds TWO projections to the "
+                            "residual stream (attention and MLP), so scale by 1/√(2·n_layer).").format(where=where))
                 if _std_matches(std, 0.02 / (2 * n_layer)):
-                    raise CheckFailed(f"{where} was divided by 2·n_layer; divide by its square root, √(2·n_layer).")
+                    raise CheckFailed(_("{where} was divided by 2·n_layer; divide by its square root, √(2·n_layer).").format(
+                        where=where))
             elif _std_matches(std, residual):
-                raise CheckFailed(f"{where} was scaled like a residual projection: only the weights named c_proj "
-                                  "(attn.c_proj and mlp.c_proj) get the 1/√(2·n_layer); every other weight has std 0.02.")
-            raise CheckFailed(f"{where} has std {std:.4f}; it should be {target:.4f}.")
+                raise CheckFailed(_("{where} was scaled like a residual projection: only the weights named c_proj "
+                        "(attn.c_proj and mlp.c_proj) get the 1/√(2·n_layer); every other weight has std 0.02.").format(
+                        where=where))
+            raise CheckFailed(_("{where} has std {std:.4f}; it should be {target:.4f}.").format(
+                where=where, std=std, target=target))
 
 
 # --------------------------------------------------------------------------- 07.3
@@ -155,28 +165,29 @@ def check_convert_hf_state_dict(convert_hf_state_dict):
         hf_state = {k: v.clone() for k, v in _hf_style_state_dict(model).items()}
         got = call(convert_hf_state_dict, hf_state)
         if not isinstance(got, dict):
-            raise CheckFailed(f"convert_hf_state_dict should return a dict of tensors, got a {type(got).__name__}.")
+            raise CheckFailed(_("convert_hf_state_dict should return a dict of tensors, got a {got_type}.").format(
+                got_type=type(got).__name__))
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
         if missing:
-            raise CheckFailed(f"these names are missing from your state dict: {missing[:4]}. Keep every tensor, under the "
-                              "same name (GPT uses transformers' names).")
+            raise CheckFailed(_("these names are missing from your state dict: {missing}. Keep every tensor, under "
+                    "the same name (GPT uses transformers' names).").format(missing=missing[:4]))
         if extra:
-            raise CheckFailed(f"your state dict has names GPT does not know: {extra[:4]}.")
+            raise CheckFailed(_("your state dict has names GPT does not know: {extra}.").format(extra=extra[:4]))
         for name, want in expected.items():
             tensor = got[name]
             if isinstance(tensor, torch.Tensor) and tensor.dim() == 2 and tensor.shape == want.t().shape and torch.equal(tensor.t(), want):
                 if is_conv1d_weight(name):
-                    square = " It is square, so no shape error warns you." if want.shape[0] == want.shape[1] else ""
-                    raise CheckFailed(f"{name} is not transposed: it is one of the four Conv1D weights, stored as "
-                                      f"(in, out); nn.Linear wants (out, in).{square}")
-                raise CheckFailed(f"you transposed {name}, which is not a Conv1D weight: only c_attn, attn.c_proj, c_fc "
-                                  "and mlp.c_proj are stored transposed.")
+                    square = _(" It is square, so no shape error warns you.") if want.shape[0] == want.shape[1] else ""
+                    raise CheckFailed(_("{name} is not transposed: it is one of the four Conv1D weights, stored as "
+                            "(in, out); nn.Linear wants (out, in).{square}").format(name=name, square=square))
+                raise CheckFailed(_("you transposed {name}, which is not a Conv1D weight: only c_attn, attn.c_proj, "
+                        "c_fc and mlp.c_proj are stored transposed.").format(name=name))
             expect_tensor(tensor, want, what=name, atol=0, rtol=0)
         idx = torch.randint(0, config.vocab_size, (2, 10))
         fresh = GPT(config).eval()
         fresh.load_state_dict(got)
         with torch.no_grad():
-            expect_tensor(fresh(idx)[0], model(idx)[0], what="the logits of a GPT loaded with your state dict")
+            expect_tensor(fresh(idx)[0], model(idx)[0], what=_("the logits of a GPT loaded with your state dict"))
 
 
 # --------------------------------------------------------------------------- 07.4
@@ -189,8 +200,8 @@ class GPTParts:
         self.transformer, self.lm_head, self.config = model.transformer, model.lm_head, model.config
 
     def __call__(self, *args, **kwargs):
-        raise TypeError("calling model(idx) would use the package's answer; compute the logits from "
-                        "model.transformer and model.lm_head yourself")
+        raise TypeError(_("calling model(idx) would use the package's answer; compute the logits from "
+                "model.transformer and model.lm_head yourself"))
 
 
 def _forward(model: GPT, idx: torch.Tensor, positions_from=0, use_wpe=True, ln_f="end", softmax=False) -> torch.Tensor:
@@ -227,19 +238,21 @@ def check_gpt_forward(gpt_forward):
         with torch.no_grad():
             expected = _forward(model, idx)
             mistakes = [
-                Mistake(_forward(model, idx, use_wpe=False), "the position embeddings are missing: add "
-                        "transformer.wpe(torch.arange(T)) to the token embeddings."),
-                Mistake(_forward(model, idx, positions_from=1), "positions start at 0: torch.arange(T), not arange(1, T + 1)."),
-                Mistake(_forward(model, idx, ln_f="none"), "the final LayerNorm ln_f is missing: apply it after the last "
-                        "block, before lm_head."),
-                Mistake(_forward(model, idx, ln_f="every block"), "ln_f is applied after every block; it comes once, "
-                        "after the last block (the blocks have their own ln_1 and ln_2)."),
-                Mistake(_forward(model, idx, softmax=True), "you returned probabilities: return the logits, "
-                        "the raw scores from lm_head (softmax comes later, in the loss or when sampling)."),
-                Mistake(_forward(model, idx)[:, -1, :], "you returned only the last position's logits: return them for "
-                        "every position, (B, T, vocab_size)."),
+                Mistake(_forward(model, idx, use_wpe=False), _("the position embeddings are missing: add "
+                        "transformer.wpe(torch.arange(T)) to the token embeddings.")),
+                Mistake(_forward(model, idx, positions_from=1), _("positions start at 0: torch.arange(T), not "
+                        "arange(1, T + 1).")),
+                Mistake(_forward(model, idx, ln_f="none"), _("the final LayerNorm ln_f is missing: apply it after "
+                        "the last block, before lm_head.")),
+                Mistake(_forward(model, idx, ln_f="every block"), _("ln_f is applied after every block; it comes "
+                        "once, after the last block (the blocks have their own ln_1 and ln_2).")),
+                Mistake(_forward(model, idx, softmax=True), _("you returned probabilities: return the logits, the "
+                        "raw scores from lm_head (softmax comes later, in the loss or when sampling).")),
+                Mistake(_forward(model, idx)[:, -1, :], _("you returned only the last position's logits: return them "
+                        "for every position, (B, T, vocab_size).")),
             ]
             got = call(gpt_forward, GPTParts(model), idx.clone())
         if isinstance(got, tuple):
-            raise CheckFailed("gpt_forward should return the logits alone, a tensor (B, T, vocab_size), not a tuple.")
-        expect_tensor(got, expected, what=f"gpt_forward on idx of shape {(B, T)}", mistakes=mistakes)
+            raise CheckFailed(_("gpt_forward should return the logits alone, a tensor (B, T, vocab_size), not a "
+                    "tuple."))
+        expect_tensor(got, expected, what=_("gpt_forward on idx of shape {shape}").format(shape=(B, T)), mistakes=mistakes)

@@ -11,6 +11,7 @@ from torch import nn
 
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_tensor, name_mistake
+from minigpt2.i18n.messages import _, ngettext
 from minigpt2.train.mfu import training_flops_per_token
 from minigpt2.train.optim import lr_at
 
@@ -62,24 +63,27 @@ def check_lr_at(lr_at_fn):
         got = call(_rates, lr_at_fn, *args)
         mistakes = [
             Mistake(_rates(_warmup_from_zero, *args) if warmup else None,
-                    "the warm-up starts at 0: step 0 gets learning rate 0 and the model does not move. Use "
-                    "max_lr * (step + 1) / warmup_steps, so step 0 already moves and step warmup_steps − 1 reaches max_lr."),
+                    _("the warm-up starts at 0: step 0 gets learning rate 0 and the model does not move. Use max_lr "
+                            "* (step + 1) / warmup_steps, so step 0 already moves and step warmup_steps − 1 "
+                            "reaches max_lr.")),
             Mistake(_rates(_decay_to_zero, *args) if min_lr else None,
-                    "the decay ends at 0 instead of min_lr: the cosine should go from max_lr down to min_lr, "
-                    "min_lr + 0.5·(1 + cos(π·progress))·(max_lr − min_lr)."),
+                    _("the decay ends at 0 instead of min_lr: the cosine should go from max_lr down to min_lr, "
+                            "min_lr + 0.5·(1 + cos(π·progress))·(max_lr − min_lr).")),
             Mistake(_rates(_cosine_over_all_steps, *args) if warmup else None,
-                    "the cosine's progress should start at 0 when the warm-up ends: "
-                    "progress = (step − warmup_steps) / (total_steps − warmup_steps), not step / total_steps."),
+                    _("the cosine's progress should start at 0 when the warm-up ends: progress = (step − "
+                            "warmup_steps) / (total_steps − warmup_steps), not step / total_steps.")),
             Mistake(_rates(_cosine_forever, *args),
-                    "after total_steps the rate should stay at min_lr; if you keep following the cosine it climbs back up."),
+                    _("after total_steps the rate should stay at min_lr; if you keep following the cosine it climbs "
+                            "back up.")),
             Mistake(_rates(_no_warmup, *args) if warmup else None,
-                    "there is no warm-up: for step < warmup_steps the rate should rise linearly to max_lr."),
+                    _("there is no warm-up: for step < warmup_steps the rate should rise linearly to max_lr.")),
         ]
         expect_tensor(
             got,
             _rates(lr_at, *args),
-            what=f"the rates of steps 0 to {total + 14} with max_lr={max_lr}, min_lr={min_lr}, "
-            f"warmup_steps={warmup}, total_steps={total} (the index is the step)",
+            what=_("the rates of steps 0 to {last_step} with max_lr={max_lr}, min_lr={min_lr}, warmup_steps={warmup}, "
+                    "total_steps={total} (the index is the step)").format(
+                    last_step=total + 14, max_lr=max_lr, min_lr=min_lr, warmup=warmup, total=total),
             atol=1e-12,
             rtol=1e-7,
             mistakes=[m for m in mistakes if m.output is not None],
@@ -141,20 +145,24 @@ def _split(groups, weight_decay) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(decayed names, not-decayed names), each sorted, from the description of a learner's groups
     (:func:`_grouped`); CheckFailed if malformed."""
     if groups["groups"] is None or len(groups["groups"]) != 2:
-        got = f"{len(groups['groups'])} groups" if groups["groups"] is not None else f"a {groups['type']}"
-        raise CheckFailed(f"decay_groups should return a list of two dicts (decayed, not decayed), but it returned {got}.")
+        got = (ngettext("{n} group", "{n} groups", len(groups["groups"])).format(n=len(groups["groups"]))
+               if groups["groups"] is not None else _("a {type}").format(type=groups["type"]))
+        raise CheckFailed(_("decay_groups should return a list of two dicts (decayed, not decayed), but it returned "
+                "{got}.").format(got=got))
     by_decay = {}
     for group in groups["groups"]:
         if group is None:
-            raise CheckFailed("each group should be a dict with the keys 'params' (a list of parameters) and 'weight_decay'.")
+            raise CheckFailed(_("each group should be a dict with the keys 'params' (a list of parameters) and "
+                    "'weight_decay'."))
         listed = group["params"]
         if "?" in listed:
-            raise CheckFailed("a group holds something that is not one of the model's parameters: use model.parameters().")
+            raise CheckFailed(_("a group holds something that is not one of the model's parameters: use "
+                    "model.parameters()."))
         by_decay.setdefault(float(group["weight_decay"]), []).extend(listed)
     if set(by_decay) != {float(weight_decay), 0.0}:
         raise CheckFailed(
-            f"the groups' weight_decay values are {sorted(by_decay)}; one group should have weight_decay={weight_decay} "
-            "and the other 0.0."
+            _("the groups' weight_decay values are {by_decay}; one group should have weight_decay={weight_decay} and "
+                    "the other 0.0.").format(by_decay=sorted(by_decay), weight_decay=weight_decay)
         )
     return tuple(sorted(by_decay[float(weight_decay)])), tuple(sorted(by_decay[0.0]))
 
@@ -173,8 +181,8 @@ def check_decay_groups(decay_groups):
         groups = call(_grouped, decay_groups, which, 0.1)
         if groups.get("duplicates"):
             raise CheckFailed(
-                "a parameter appears more than once: the tied embedding / output weight is ONE parameter. "
-                "model.parameters() lists it once (named_parameters(remove_duplicate=False) would not)."
+                _("a parameter appears more than once: the tied embedding / output weight is ONE parameter. "
+                        "model.parameters() lists it once (named_parameters(remove_duplicate=False) would not).")
             )
         got = _split(groups, 0.1)
         everything = tuple(sorted(n for n, _ in model.named_parameters()))
@@ -182,16 +190,17 @@ def check_decay_groups(decay_groups):
         linear_only = tuple(sorted(f"{n}.weight" for n, m in model.named_modules()
                                    if isinstance(m, nn.Linear) and f"{n}.weight" in everything))
         name_mistake(got, [
-            Mistake((everything, ()), "every parameter is decayed: biases and LayerNorm gains/shifts (the 1-D tensors) "
-                    "should get weight_decay 0. Decide by p.dim() >= 2."),
+            Mistake((everything, ()), _("every parameter is decayed: biases and LayerNorm gains/shifts (the 1-D "
+                    "tensors) should get weight_decay 0. Decide by p.dim() >= 2.")),
             Mistake((by_name, tuple(sorted(set(everything) - set(by_name)))),
-                    "you chose by name: LayerNorm's 'weight' is a 1-D gain, not a matrix, and should not decay. "
-                    "Decide by the shape, p.dim() >= 2, not by the name."),
+                    _("you chose by name: LayerNorm's 'weight' is a 1-D gain, not a matrix, and should not decay. "
+                            "Decide by the shape, p.dim() >= 2, not by the name.")),
             Mistake((linear_only, tuple(sorted(set(everything) - set(linear_only)))),
-                    "the embeddings are matrices too and GPT-2 decays them (wte, wpe): every parameter with "
-                    "p.dim() >= 2 goes in the decayed group, not only the Linear weights."),
+                    _("the embeddings are matrices too and GPT-2 decays them (wte, wpe): every parameter with "
+                            "p.dim() >= 2 goes in the decayed group, not only the Linear weights.")),
             Mistake(tuple(reversed(_reference_groups(model))),
-                    "the groups are swapped: the matrices (p.dim() >= 2) should get the weight decay, the vectors 0."),
+                    _("the groups are swapped: the matrices (p.dim() >= 2) should get the weight decay, the vectors "
+                            "0.")),
         ])
         expected = _reference_groups(model)
         if got != expected:
@@ -200,14 +209,15 @@ def check_decay_groups(decay_groups):
             missing = sorted(set(everything) - set(got[0]) - set(got[1]))
             parts = []
             if should_decay:
-                parts.append(f"these should be decayed but are not: {should_decay}")
+                parts.append(_("these should be decayed but are not: {should_decay}").format(should_decay=should_decay))
             if should_not:
-                parts.append(f"these should not be decayed but are: {should_not}")
+                parts.append(_("these should not be decayed but are: {should_not}").format(should_not=should_not))
             if missing:
-                parts.append(f"these are in no group: {missing}")
-            raise CheckFailed(f"on a {kind}, " + "; ".join(parts) + ".")
+                parts.append(_("these are in no group: {missing}").format(missing=missing))
+            raise CheckFailed(_("on a {kind}, {problems}.").format(kind=kind, problems="; ".join(parts)))
         if groups["adamw_error"] is not None:
-            raise CheckFailed(f"torch.optim.AdamW cannot use these groups: {groups['adamw_error']}")
+            raise CheckFailed(_("torch.optim.AdamW cannot use these groups: {error}").format(
+                error=groups['adamw_error']))
 
 
 # --------------------------------------------------------------------------- 08.3
@@ -251,16 +261,16 @@ def _step_twice(step_fn, grad_clip, n_micro):
 
 def _step_mistakes(grad_clip, n_micro) -> list[Mistake]:
     mistakes = [Mistake(_step_twice(partial(_train_step, zero_grad=False), grad_clip, n_micro)[0],
-                        "the second step carries the first step's gradients: clear them after the update "
-                        "(optimizer.zero_grad()), since backward() adds to .grad.")]
+                        _("the second step carries the first step's gradients: clear them after the update "
+                                "(optimizer.zero_grad()), since backward() adds to .grad."))]
     if n_micro > 1:
         mistakes.append(Mistake(_step_twice(partial(_train_step, divide=False), grad_clip, n_micro)[0],
-                                "the gradient is the SUM over the micro-batches, not their mean: divide each "
-                                "micro-batch's loss by the number of micro-batches before backward()."))
+                                _("the gradient is the SUM over the micro-batches, not their mean: divide each "
+                                        "micro-batch's loss by the number of micro-batches before backward().")))
     if grad_clip < 1:
         mistakes.append(Mistake(_step_twice(partial(_train_step, clip_before_step=False), grad_clip, n_micro)[0],
-                                "clipping after optimizer.step() is too late: the update has been made. "
-                                "Clip between the last backward() and optimizer.step()."))
+                                _("clipping after optimizer.step() is too late: the update has been made. Clip "
+                                        "between the last backward() and optimizer.step().")))
     return mistakes
 
 
@@ -269,20 +279,23 @@ def check_train_step(train_step):
     for grad_clip, n_micro in ((1e9, 3), (0.05, 2), (1e9, 1)):
         weights, losses = call(_step_twice, train_step, grad_clip, n_micro)
         expected, expected_losses = _step_twice(_train_step, grad_clip, n_micro)
-        where = f"with {n_micro} micro-batch{'es' if n_micro > 1 else ''} and grad_clip={grad_clip:g}"
-        what = f"the weights after two steps {where}"
+        where = ngettext("with {n_micro} micro-batch and grad_clip={grad_clip:g}",
+                         "with {n_micro} micro-batches and grad_clip={grad_clip:g}", n_micro).format(
+            n_micro=n_micro, grad_clip=grad_clip)
+        what = _("the weights after two steps {where}").format(where=where)
         try:
             expect_tensor(weights, expected, what=what, atol=1e-6, rtol=1e-5)
         except CheckFailed:  # wrong: only now run the mistaken versions to say which mistake it is
             expect_tensor(weights, expected, what=what, atol=1e-6, rtol=1e-5, mistakes=_step_mistakes(grad_clip, n_micro))
         if not all(isinstance(v, (float, int)) or (isinstance(v, torch.Tensor) and v.numel() == 1) for v in losses):
-            raise CheckFailed(f"train_step should return the loss as a number, but it returned {type(losses[0]).__name__}.")
+            raise CheckFailed(_("train_step should return the loss as a number, but it returned {losses_type}.").format(
+                losses_type=type(losses[0]).__name__))
         expected_losses = torch.tensor(expected_losses, dtype=torch.float64)
         expect_tensor(
             torch.tensor([float(v) for v in losses], dtype=torch.float64), expected_losses,
-            what=f"the losses returned {where}", atol=1e-5, rtol=1e-5,
-            mistakes=[Mistake(expected_losses * n_micro, "you returned the sum of the micro-batch losses; return their "
-                              "mean (the loss of the whole batch).")] if n_micro > 1 else [],
+            what=_("the losses returned {where}").format(where=where), atol=1e-5, rtol=1e-5,
+            mistakes=[Mistake(expected_losses * n_micro, _("you returned the sum of the micro-batch losses; return "
+                    "their mean (the loss of the whole batch)."))] if n_micro > 1 else [],
         )
 
 
@@ -306,23 +319,28 @@ def check_mfu(mfu):
         attention = 12 * n_layer * n_embd * block_size
         mistakes = [
             Mistake(tokens_per_s * (2 * n_params + attention / 3) / peak,
-                    "you counted the forward pass only (2 FLOPs per parameter per token). Training also runs "
-                    "backward, which costs twice the forward: 6·N in all."),
+                    _("you counted the forward pass only (2 FLOPs per parameter per token). Training also runs "
+                            "backward, which costs twice the forward: 6·N in all.")),
             Mistake(tokens_per_s * 2 * n_params / peak,
-                    "you counted the forward pass only (2·N). Training costs 6·N, plus attention's 12·n_layer·n_embd·T."),
+                    _("you counted the forward pass only (2·N). Training costs 6·N, plus attention's "
+                            "12·n_layer·n_embd·T.")),
             Mistake(tokens_per_s * 6 * n_params / peak,
-                    "you left out attention's own work, 12·n_layer·n_embd·block_size FLOPs per token: q·kᵀ and "
-                    "weights·v have no parameters, so 6·N does not count them."),
-            Mistake(100 * expected, "that is a percentage; return the fraction (between 0 and 1)."),
-            Mistake(tokens_per_s * flops, "you forgot to divide by the peak: MFU is a fraction of what the device can do."),
+                    _("you left out attention's own work, 12·n_layer·n_embd·block_size FLOPs per token: q·kᵀ and "
+                            "weights·v have no parameters, so 6·N does not count them.")),
+            Mistake(100 * expected, _("that is a percentage; return the fraction (between 0 and 1).")),
+            Mistake(tokens_per_s * flops, _("you forgot to divide by the peak: MFU is a fraction of what the device "
+                    "can do.")),
         ]
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
         if not isinstance(got, (int, float)):
-            raise CheckFailed(f"mfu should return a number, but it returned a {type(got).__name__}.")
+            raise CheckFailed(_("mfu should return a number, but it returned a {got_type}.").format(
+                got_type=type(got).__name__))
         name_mistake(float(got), [m for m in mistakes if not math.isclose(m.output, expected, rel_tol=1e-6)], atol=0, rtol=1e-6)
         if not math.isclose(float(got), expected, rel_tol=1e-6):
             raise CheckFailed(
-                f"mfu({tokens_per_s:g} tokens/s, N={n_params:,}, n_layer={n_layer}, n_embd={n_embd}, block_size={block_size}, "
-                f"peak={peak:g}) is {float(got):.6g}, but it should be {expected:.6g}: FLOPs per token × tokens/s ÷ peak."
+                _("mfu({tokens_per_s:g} tokens/s, N={n_params:,}, n_layer={n_layer}, n_embd={n_embd}, "
+                        "block_size={block_size}, peak={peak:g}) is {got:.6g}, but it should be {expected:.6g}: "
+                        "FLOPs per token × tokens/s ÷ peak.").format(
+                        tokens_per_s=tokens_per_s, n_params=n_params, n_layer=n_layer, n_embd=n_embd, block_size=block_size, peak=peak, got=float(got), expected=expected)
             )

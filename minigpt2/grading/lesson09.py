@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_tensor, name_mistake
+from minigpt2.i18n.messages import _
 from minigpt2.sampling import top_k_filter, top_p_filter
 
 NEG_INF = float("-inf")
@@ -25,8 +26,9 @@ def _call_without_changing(fn, *args):
     got = call(fn, *args)
     if not torch.equal(args[0], before):
         raise CheckFailed(
-            f"`{fn.__name__}` changed the logits it was given, in place: the caller's logits must stay as they were. "
-            "Use masked_fill (which returns a new tensor), not masked_fill_ or an indexed assignment."
+            _("`{fn_name}` changed the logits it was given, in place: the caller's logits must stay as they were. "
+                    "Use masked_fill (which returns a new tensor), not masked_fill_ or an indexed assignment.").format(
+                    fn_name=fn.__name__)
         )
     return got
 
@@ -50,19 +52,19 @@ def check_top_k_filter(top_k_filter_fn):
         expect_tensor(
             got,
             top_k_filter(logits, k),
-            what=f"top_k_filter(logits of shape {shape}, k={k})",
+            what=_("top_k_filter(logits of shape {shape}, k={k})").format(shape=shape, k=k),
             mistakes=[
-                Mistake(top_k_filter(logits, k).softmax(-1), "you returned probabilities; return the filtered "
-                        "LOGITS (the others set to -inf): the softmax comes later, in sampling."),
-                Mistake(_top_k_mask(logits, k, lambda l, kth: l > kth), "you also removed the k-th largest token: "
-                        "keep every logit >= the k-th largest, remove only those strictly below it."),
+                Mistake(top_k_filter(logits, k).softmax(-1), _("you returned probabilities; return the filtered "
+                        "LOGITS (the others set to -inf): the softmax comes later, in sampling.")),
+                Mistake(_top_k_mask(logits, k, lambda l, kth: l > kth), _("you also removed the k-th largest token: "
+                        "keep every logit >= the k-th largest, remove only those strictly below it.")),
                 Mistake(logits.masked_fill(logits < torch.topk(logits, k, dim=-1).values[..., -1:], 0.0),
-                        "removed tokens got the logit 0, which still has a probability after the softmax: "
-                        "set them to float('-inf')."),
-                Mistake(logits.masked_fill(logits > smallest, NEG_INF), "you kept the k SMALLEST logits: keep "
-                        "the k largest (torch.topk returns the largest by default)."),
-                Mistake(torch.topk(logits, k, dim=-1).values, "you returned the k largest values themselves; return "
-                        "a tensor of the logits' shape, every other logit set to -inf."),
+                        _("removed tokens got the logit 0, which still has a probability after the softmax: set them "
+                                "to float('-inf').")),
+                Mistake(logits.masked_fill(logits > smallest, NEG_INF), _("you kept the k SMALLEST logits: keep the "
+                        "k largest (torch.topk returns the largest by default).")),
+                Mistake(torch.topk(logits, k, dim=-1).values, _("you returned the k largest values themselves; "
+                        "return a tensor of the logits' shape, every other logit set to -inf.")),
             ],
         )
     V = 10
@@ -71,10 +73,11 @@ def check_top_k_filter(top_k_filter_fn):
         got = _call_without_changing(top_k_filter_fn, logits.clone(), 25)
     except CheckFailed as err:
         if err.raised == "IndexError" or (err.raised == "RuntimeError" and "out of range" in str(err)):
-            raise CheckFailed(f"top_k_filter(logits of {V} tokens, k=25) raised an error: a k above the vocabulary "
-                              "should keep every token. Clamp it: k = min(k, logits.size(-1)).") from None
+            raise CheckFailed(_("top_k_filter(logits of {V} tokens, k=25) raised an error: a k above the vocabulary "
+                    "should keep every token. Clamp it: k = min(k, logits.size(-1)).").format(V=V)) from None
         raise
-    expect_tensor(got, logits, what=f"top_k_filter(logits of {V} tokens, k=25), which should keep every token")
+    expect_tensor(got, logits, what=_("top_k_filter(logits of {V} tokens, k=25), which should keep every token").format(
+        V=V))
 
 
 # --------------------------------------------------------------------------- 09.2
@@ -106,25 +109,25 @@ def check_top_p_filter(top_p_filter_fn):
         got = _call_without_changing(top_p_filter_fn, logits.clone(), p)
         expected = top_p_filter(logits, p)
         mistakes = [
-            Mistake(_top_p_variant(logits, p, drop_boundary=True), "you dropped the boundary token, the one whose "
+            Mistake(_top_p_variant(logits, p, drop_boundary=True), _("you dropped the boundary token, the one whose "
                     "probability carries the total past p. Keep a token while the tokens BEFORE it have not yet "
-                    "reached p: drop where cumsum − its own probability >= p."),
-            Mistake(_top_p_variant(logits, p, unsort=False), "your result is in sorted order: put the mask back in "
-                    "vocabulary order (e.g. drop.scatter(-1, order, drop) with the indices from torch.sort)."),
-            Mistake(_top_p_variant(logits, p, descending=False), "you sorted ascending: the nucleus is made of the "
-                    "LIKELIEST tokens. Sort with descending=True."),
-            Mistake(_top_p_variant(logits, p, sort=False), "you took the cumulative sum in vocabulary order: sort "
-                    "the probabilities, largest first, before accumulating them."),
-            Mistake(_top_p_variant(logits, p, on_logits=True), "you accumulated logits: turn them into "
-                    "probabilities with softmax first (the nucleus is about probability mass)."),
-            Mistake(_top_p_variant(logits, p, fill=0.0), "removed tokens got the logit 0, which still has a "
-                    "probability after the softmax: set them to float('-inf')."),
-            Mistake(expected.softmax(-1), "you returned probabilities; return the filtered LOGITS (the others set "
-                    "to -inf)."),
+                    "reached p: drop where cumsum − its own probability >= p.")),
+            Mistake(_top_p_variant(logits, p, unsort=False), _("your result is in sorted order: put the mask back in "
+                    "vocabulary order (e.g. drop.scatter(-1, order, drop) with the indices from torch.sort).")),
+            Mistake(_top_p_variant(logits, p, descending=False), _("you sorted ascending: the nucleus is made of the "
+                    "LIKELIEST tokens. Sort with descending=True.")),
+            Mistake(_top_p_variant(logits, p, sort=False), _("you took the cumulative sum in vocabulary order: sort "
+                    "the probabilities, largest first, before accumulating them.")),
+            Mistake(_top_p_variant(logits, p, on_logits=True), _("you accumulated logits: turn them into "
+                    "probabilities with softmax first (the nucleus is about probability mass).")),
+            Mistake(_top_p_variant(logits, p, fill=0.0), _("removed tokens got the logit 0, which still has a "
+                    "probability after the softmax: set them to float('-inf').")),
+            Mistake(expected.softmax(-1), _("you returned probabilities; return the filtered LOGITS (the others set "
+                    "to -inf).")),
         ]
-        what = f"top_p_filter(logits of shape {tuple(logits.shape)}, p={p})"
+        what = _("top_p_filter(logits of shape {logits_shape}, p={p})").format(logits_shape=tuple(logits.shape), p=p)
         if logits is boundary:
-            what += " on the probabilities [0.15, 0.5, 0.05, 0.3]"
+            what += _(" on the probabilities [0.15, 0.5, 0.05, 0.3]")
         expect_tensor(got, expected, what=what, mistakes=[m for m in mistakes if not torch.equal(m.output, expected)])
 
 
@@ -148,30 +151,32 @@ def check_cached_attention_step(cached_attention_step):
         q, k_new, v_new = (_randn(B, H, 1, d, seed=seed + s, scale=1.0) for s in (20, 30, 40))
         args = (q, k_new, v_new, k_cache, v_cache)
         got = call(cached_attention_step, *(a.clone() for a in args))
-        where = f"cached_attention_step with {T} cached positions, q of shape {(B, H, 1, d)}"
+        where = _("cached_attention_step with {T} cached positions, q of shape {shape}").format(T=T, shape=(B, H, 1, d))
         if not isinstance(got, tuple) or len(got) != 3:
-            raise CheckFailed(f"{where} should return a tuple (y, k_all, v_all), got {type(got).__name__}.")
+            raise CheckFailed(_("{where} should return a tuple (y, k_all, v_all), got {got_type}.").format(
+                where=where, got_type=type(got).__name__))
         y, k_all, v_all = got
         k_ref, v_ref = torch.cat([k_cache, k_new], dim=2), torch.cat([v_cache, v_new], dim=2)  # (B, H, T + 1, d)
         expect_tensor(k_all, k_ref, what=f"k_all ({where})", mistakes=[
-            Mistake(torch.cat([k_new, k_cache], dim=2), "the new key went in FRONT of the cache: positions stay "
-                    "in order, the newest last. torch.cat([k_cache, k_new], dim=2)."),
-            Mistake(k_cache, "k_all is the old cache: append the new token's key, torch.cat([k_cache, k_new], dim=2)."),
+            Mistake(torch.cat([k_new, k_cache], dim=2), _("the new key went in FRONT of the cache: positions stay in "
+                    "order, the newest last. torch.cat([k_cache, k_new], dim=2).")),
+            Mistake(k_cache, _("k_all is the old cache: append the new token's key, torch.cat([k_cache, k_new], "
+                    "dim=2).")),
         ])
         expect_tensor(v_all, v_ref, what=f"v_all ({where})", mistakes=[
-            Mistake(torch.cat([v_new, v_cache], dim=2), "the new value went in FRONT of the cache: "
-                    "torch.cat([v_cache, v_new], dim=2)."),
+            Mistake(torch.cat([v_new, v_cache], dim=2), _("the new value went in FRONT of the cache: "
+                    "torch.cat([v_cache, v_new], dim=2).")),
         ])
         expect_tensor(y, _attend(q, k_ref, v_ref), what=f"y ({where})", mistakes=[
-            Mistake(_attend(q, k_cache, v_cache), "the new token attended only to the cached tokens: it must see "
-                    "itself too. Attend to the keys and values AFTER appending k_new and v_new."),
-            Mistake(_attend(q, k_ref, v_ref, mask_first_only=True), "your mask lets the new token see only the "
+            Mistake(_attend(q, k_cache, v_cache), _("the new token attended only to the cached tokens: it must see "
+                    "itself too. Attend to the keys and values AFTER appending k_new and v_new.")),
+            Mistake(_attend(q, k_ref, v_ref, mask_first_only=True), _("your mask lets the new token see only the "
                     "first key. With one query and T + 1 keys, is_causal=True (or tril of a (1, T + 1) mask) keeps "
-                    "just key 0: the new token is the LAST position and may see every key, so use no mask."),
-            Mistake(_attend(q, k_ref, v_ref, scale=False), "missing √d: divide the scores by √head_dim, "
-                    "math.sqrt(q.size(-1))."),
-            Mistake(_attend(q, k_ref, v_ref, softmax_dim=-2), "softmax over the wrong axis: normalise over the "
-                    "keys, the last axis (dim=-1)."),
+                    "just key 0: the new token is the LAST position and may see every key, so use no mask.")),
+            Mistake(_attend(q, k_ref, v_ref, scale=False), _("missing √d: divide the scores by √head_dim, "
+                    "math.sqrt(q.size(-1)).")),
+            Mistake(_attend(q, k_ref, v_ref, softmax_dim=-2), _("softmax over the wrong axis: normalise over the "
+                    "keys, the last axis (dim=-1).")),
         ])
 
 
@@ -187,24 +192,27 @@ def check_perplexity_from_logits(perplexity_from_logits):
         nll = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none")  # (B*T,)
         expected = nll.mean().exp().item()
         got = call(perplexity_from_logits, logits.clone(), targets.clone())
-        what = f"perplexity_from_logits(logits of shape {(B, T, V)}, targets of shape {(B, T)})"
+        what = _("perplexity_from_logits(logits of shape {logits_shape}, targets of shape {targets_shape})").format(
+            logits_shape=(B, T, V), targets_shape=(B, T))
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
         if not isinstance(got, (int, float)):
-            raise CheckFailed(f"{what} should return one number (a float), got {type(got).__name__}.")
+            raise CheckFailed(_("{what} should return one number (a float), got {got_type}.").format(
+                what=what, got_type=type(got).__name__))
         if math.isclose(got, expected, rel_tol=1e-6):
             continue
         shifted = F.cross_entropy(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1)).exp().item()
         name_mistake(got, [
-            Mistake(nll.mean().item(), "that is the mean loss (cross-entropy, in nats); perplexity is its "
-                    "exponential: math.exp(loss)."),
-            Mistake(2 ** nll.mean().item(), "2 ** loss mixes bases: F.cross_entropy uses natural logarithms, so "
-                    "the perplexity is e ** loss."),
-            Mistake(nll.exp().mean().item(), "you averaged exp(loss) token by token; perplexity is the exponential "
-                    "of the MEAN loss."),
-            Mistake(nll.sum().exp().item(), "exp of the SUMMED loss grows with the length of the text: average the "
-                    "loss over the tokens first."),
-            Mistake(shifted, "logits[b, t] already scores targets[b, t]: do not shift them again."),
+            Mistake(nll.mean().item(), _("that is the mean loss (cross-entropy, in nats); perplexity is its "
+                    "exponential: math.exp(loss).")),
+            Mistake(2 ** nll.mean().item(), _("2 ** loss mixes bases: F.cross_entropy uses natural logarithms, so "
+                    "the perplexity is e ** loss.")),
+            Mistake(nll.exp().mean().item(), _("you averaged exp(loss) token by token; perplexity is the exponential "
+                    "of the MEAN loss.")),
+            Mistake(nll.sum().exp().item(), _("exp of the SUMMED loss grows with the length of the text: average the "
+                    "loss over the tokens first.")),
+            Mistake(shifted, _("logits[b, t] already scores targets[b, t]: do not shift them again.")),
         ], atol=0.0, rtol=1e-6)
-        hint = f" (all logits equal: the uniform distribution over {V} tokens)" if not logits.any() else ""
-        raise CheckFailed(f"{what} is {got:.6g}, but it should be {expected:.6g}{hint}.")
+        hint = _(" (all logits equal: the uniform distribution over {V} tokens)").format(V=V) if not logits.any() else ""
+        raise CheckFailed(_("{what} is {got:.6g}, but it should be {expected:.6g}{hint}.").format(
+            what=what, got=got, expected=expected, hint=hint))

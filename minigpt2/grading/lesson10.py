@@ -13,6 +13,7 @@ import torch
 
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
+from minigpt2.i18n.messages import _
 from minigpt2.viz import attention_entropy, head_scores
 
 
@@ -53,7 +54,7 @@ def _entropy_cases():
         w[0] = torch.eye(T, dtype=torch.float64)  # each query looks only at itself: entropy 0
         w[-1] = torch.ones(T, T, dtype=torch.float64).tril()
         w[-1] /= w[-1].sum(-1, keepdim=True)  # even over keys 0…i
-        cases.append((w, f"head_entropy(weights of shape {(n_head, T, T)})"))
+        cases.append((w, _("head_entropy(weights of shape {shape})").format(shape=(n_head, T, T))))
     return cases
 
 
@@ -66,27 +67,27 @@ def check_head_entropy(head_entropy):
         got = call(head_entropy, w.clone())
         if isinstance(got, torch.Tensor) and got.is_floating_point() and torch.isnan(got).any():
             raise CheckFailed(
-                f"{what} contains NaN. The masked cells (keys after the query) hold exactly 0, and "
-                "0 · log 0 = 0 · (−inf) = NaN in floating point. An entropy counts them as 0 (the limit of "
-                "p·log p as p → 0): use torch.special.xlogy(p, p), or take the log only where p > 0."
+                _("{what} contains NaN. The masked cells (keys after the query) hold exactly 0, and 0 · log 0 = 0 · "
+                        "(−inf) = NaN in floating point. An entropy counts them as 0 (the limit of p·log p as p → "
+                        "0): use torch.special.xlogy(p, p), or take the log only where p > 0.").format(what=what)
             )
         expect_tensor(
             got,
             expected,
             what=what,
             mistakes=[
-                Mistake(expected / math.log(2), "your entropy is in bits (log2): this lesson measures it in nats, "
-                        "with the natural log (torch.log), so that an even spread over n keys gives ln n."),
-                Mistake(expected / math.log(10), "you used log10: use the natural log (torch.log), nats."),
-                Mistake(-expected, "your entropies are negative: the entropy is −Σ p·log p (log p ≤ 0, so the "
-                        "minus sign makes it positive)."),
-                Mistake(expected / T, "you averaged p·log p over the keys: the entropy of one row is the SUM over "
-                        "its keys, −Σ_j p_ij log p_ij; only then average the rows."),
-                Mistake(expected * T, "you summed the rows' entropies: average them (mean over the T queries)."),
-                Mistake(expected * T / (T - 1), "you left out query 0: average over all T rows (row 0 is one-hot, "
-                        "entropy 0, and counts like the others)."),
-                Mistake(-plogp.sum(-1).mean(0), "you averaged over the heads (dim 0) instead of over the queries: "
-                        "the result should hold one number per head, shape (n_head,)."),
+                Mistake(expected / math.log(2), _("your entropy is in bits (log2): this lesson measures it in nats, "
+                        "with the natural log (torch.log), so that an even spread over n keys gives ln n.")),
+                Mistake(expected / math.log(10), _("you used log10: use the natural log (torch.log), nats.")),
+                Mistake(-expected, _("your entropies are negative: the entropy is −Σ p·log p (log p ≤ 0, so the "
+                        "minus sign makes it positive).")),
+                Mistake(expected / T, _("you averaged p·log p over the keys: the entropy of one row is the SUM over "
+                        "its keys, −Σ_j p_ij log p_ij; only then average the rows.")),
+                Mistake(expected * T, _("you summed the rows' entropies: average them (mean over the T queries).")),
+                Mistake(expected * T / (T - 1), _("you left out query 0: average over all T rows (row 0 is one-hot, "
+                        "entropy 0, and counts like the others).")),
+                Mistake(-plogp.sum(-1).mean(0), _("you averaged over the heads (dim 0) instead of over the queries: "
+                        "the result should hold one number per head, shape (n_head,).")),
             ],
         )
 
@@ -118,16 +119,17 @@ def previous_token_reference(layers: list[torch.Tensor], offset: int = -1) -> to
 def _as_pair(got, what: str, n_layer: int, n_head: int):
     """``got`` as a (layer, head) pair of ints, or a message saying what it should be."""
     if isinstance(got, torch.Tensor) and got.numel() > 1:
-        raise CheckFailed(f"{what} returned a tensor of shape {tuple(got.shape)}: return the winner as a pair "
-                          "(layer, head) of ints, e.g. (1, 2), not the scores.")
+        raise CheckFailed(_("{what} returned a tensor of shape {got_shape}: return the winner as a pair (layer, "
+                "head) of ints, e.g. (1, 2), not the scores.").format(what=what, got_shape=tuple(got.shape)))
     if isinstance(got, (tuple, list)) and len(got) == 2:
         try:
             return tuple(int(x) for x in got)
         except (TypeError, ValueError):
-            raise CheckFailed(f"{what} should return two ints (layer, head); got {got!r}.") from None
+            raise CheckFailed(_("{what} should return two ints (layer, head); got {got!r}.").format(what=what, got=got)) from None
     if isinstance(got, int) or (isinstance(got, torch.Tensor) and got.numel() == 1):
         return int(got)  # a flat index: named below
-    raise CheckFailed(f"{what} should return a pair (layer, head); got a {type(got).__name__}: {got!r:.80}")
+    raise CheckFailed(_("{what} should return a pair (layer, head); got a {got_type}: {got!r:.80}").format(
+        what=what, got_type=type(got).__name__, got=got))
 
 
 @exercise("10.2", "Find the previous-token head", points=2, name="previous_token_head", forbid=PACKAGE_HEADS)
@@ -141,7 +143,7 @@ def check_previous_token_head(previous_token_head):
     ]
     for seed, (n_layer, n_head, T, plant) in enumerate(cases):
         layers = _layers_with_heads(n_layer, n_head, T, plant, seed)
-        what = f"previous_token_head({n_layer} layers of shape {(n_head, T, T)})"
+        what = _("previous_token_head({n_layer} layers of shape {shape})").format(n_layer=n_layer, shape=(n_head, T, T))
         score = previous_token_reference(layers)  # (n_layer, n_head)
         flat = int(score.argmax())
         expected = divmod(flat, n_head)
@@ -152,19 +154,19 @@ def check_previous_token_head(previous_token_head):
 
         layer, head = expected
         mistakes = [
-            Mistake(flat, "you returned the flat index of the best head: turn it into a pair with "
-                    "divmod(index, n_head) → (layer, head)."),
-            Mistake(at(0), "you found the head that looks at the CURRENT token (the main diagonal, offset 0): "
-                    "the previous token of query i is key i − 1, the diagonal just below (offset=-1)."),
-            Mistake(at(-2), "you found the head that looks two tokens back (offset −2): the previous token is "
-                    "one back, offset=-1."),
-            Mistake((0, 0), "every head scored the same (you returned the first head): offset=+1 is the key AFTER "
-                    "the query, which the causal mask always hides. The previous token is offset=-1."),
-            Mistake((head, layer), "you returned (head, layer): return (layer, head)."),
-            Mistake(divmod(flat, n_layer), "you split the flat index with n_layer: index = layer · n_head + head, "
-                    "so (layer, head) = divmod(index, n_head)."),
-            Mistake(divmod(int(score.argmin()), n_head), "you found the head that looks LEAST at the previous "
-                    "token: take the argmax of the scores, not the argmin."),
+            Mistake(flat, _("you returned the flat index of the best head: turn it into a pair with divmod(index, "
+                    "n_head) → (layer, head).")),
+            Mistake(at(0), _("you found the head that looks at the CURRENT token (the main diagonal, offset 0): the "
+                    "previous token of query i is key i − 1, the diagonal just below (offset=-1).")),
+            Mistake(at(-2), _("you found the head that looks two tokens back (offset −2): the previous token is one "
+                    "back, offset=-1.")),
+            Mistake((0, 0), _("every head scored the same (you returned the first head): offset=+1 is the key AFTER "
+                    "the query, which the causal mask always hides. The previous token is offset=-1.")),
+            Mistake((head, layer), _("you returned (head, layer): return (layer, head).")),
+            Mistake(divmod(flat, n_layer), _("you split the flat index with n_layer: index = layer · n_head + head, "
+                    "so (layer, head) = divmod(index, n_head).")),
+            Mistake(divmod(int(score.argmin()), n_head), _("you found the head that looks LEAST at the previous "
+                    "token: take the argmax of the scores, not the argmin.")),
         ]
         expect_equal(got, expected, what=what, mistakes=[m for m in mistakes if m.output != expected])
 
@@ -177,7 +179,7 @@ def _sink_cases():
     for seed, (n_head, T) in enumerate([(3, 6), (4, 9), (2, 3)]):
         w = random_causal(n_head, T, seed + 20)
         w[1] = planted(T, lambda i: [0], 0.8, seed + 30)  # an attention sink
-        cases.append((w, f"first_token_score(weights of shape {(n_head, T, T)})"))
+        cases.append((w, _("first_token_score(weights of shape {shape})").format(shape=(n_head, T, T))))
     return cases
 
 
@@ -191,19 +193,19 @@ def check_first_token_score(first_token_score):
             expected,
             what=what,
             mistakes=[
-                Mistake(w[:, :, 0].mean(-1), "you included query 0: it can only attend to itself, so its weight "
-                        "on the first token is always 1 and says nothing about the head. Average over queries "
-                        "1…T−1: weights[:, 1:, 0]."),
-                Mistake(w[:, 0, :].mean(-1), "you read ROW 0 (where the first token looks) instead of COLUMN 0 "
-                        "(how much each later query looks at the first token): weights[:, 1:, 0]."),
-                Mistake(w[:, 0, 1:].mean(-1), "you read row 0 instead of column 0: weights[:, 1:, 0] is the "
-                        "weight each query 1…T−1 puts on key 0."),
-                Mistake(w[:, 1:, -1].mean(-1), "you read the LAST column: the first token is key 0, "
-                        "weights[:, 1:, 0]."),
-                Mistake(w[:, 1:, 0].sum(-1), "you summed over the queries: take the mean, so that heads compare "
-                        "across texts of different lengths (the score is then between 0 and 1)."),
-                Mistake(w[:, 1:, 0].mean(0), "you averaged over the heads (dim 0): the result should hold one "
-                        "number per head, shape (n_head,)."),
+                Mistake(w[:, :, 0].mean(-1), _("you included query 0: it can only attend to itself, so its weight on "
+                        "the first token is always 1 and says nothing about the head. Average over queries 1…T−1: "
+                        "weights[:, 1:, 0].")),
+                Mistake(w[:, 0, :].mean(-1), _("you read ROW 0 (where the first token looks) instead of COLUMN 0 "
+                        "(how much each later query looks at the first token): weights[:, 1:, 0].")),
+                Mistake(w[:, 0, 1:].mean(-1), _("you read row 0 instead of column 0: weights[:, 1:, 0] is the weight "
+                        "each query 1…T−1 puts on key 0.")),
+                Mistake(w[:, 1:, -1].mean(-1), _("you read the LAST column: the first token is key 0, weights[:, 1:, "
+                        "0].")),
+                Mistake(w[:, 1:, 0].sum(-1), _("you summed over the queries: take the mean, so that heads compare "
+                        "across texts of different lengths (the score is then between 0 and 1).")),
+                Mistake(w[:, 1:, 0].mean(0), _("you averaged over the heads (dim 0): the result should hold one "
+                        "number per head, shape (n_head,).")),
             ],
         )
 
@@ -244,7 +246,7 @@ def _induction_cases():
 
         w[1] = planted(T, lambda i: [j + 1 for j in copies(i)], 0.8, seed + 50)  # an induction head
         w[2] = planted(T, copies, 0.8, seed + 60)  # a duplicate-token head
-        cases.append((w, ids, f"induction_score(weights of shape {(4, T, T)}, ids={ids})"))
+        cases.append((w, ids, _("induction_score(weights of shape {shape}, ids={ids})").format(shape=(4, T, T), ids=ids)))
     return cases
 
 
@@ -258,18 +260,19 @@ def check_induction_score(induction_score):
             expected,
             what=what,
             mistakes=[
-                Mistake(_induction_variant(w, ids, shift=0), "you measured the weight on the earlier COPY of the "
+                Mistake(_induction_variant(w, ids, shift=0), _("you measured the weight on the earlier COPY of the "
                         "token (a duplicate-token head). An induction head looks one step further: at the token "
-                        "that FOLLOWED the copy (key j + 1 where ids[j] == ids[i]) — the one it predicts comes next."),
-                Mistake(_induction_variant(w, ids, shift=-1), "you looked at the token BEFORE the earlier copy "
-                        "(j − 1): induction looks at the token after it, key j + 1."),
-                Mistake(_induction_variant(w, ids, all_rows=True), "you averaged over every query: only the "
-                        "queries whose token appeared before have an earlier copy to follow, so average over those."),
-                Mistake(_induction_variant(w, ids, allow_self=True), "you counted the query itself: when the copy "
+                        "that FOLLOWED the copy (key j + 1 where ids[j] == ids[i]) — the one it predicts comes "
+                        "next.")),
+                Mistake(_induction_variant(w, ids, shift=-1), _("you looked at the token BEFORE the earlier copy (j "
+                        "− 1): induction looks at the token after it, key j + 1.")),
+                Mistake(_induction_variant(w, ids, all_rows=True), _("you averaged over every query: only the "
+                        "queries whose token appeared before have an earlier copy to follow, so average over those.")),
+                Mistake(_induction_variant(w, ids, allow_self=True), _("you counted the query itself: when the copy "
                         "is right before the query (ids 'A A'), key j + 1 IS the query. Count only keys before it "
-                        "(j + 1 < i)."),
-                Mistake(_induction_variant(w, ids, latest_only=True), "you followed only the most recent copy: "
-                        "add the weight on the successor of EVERY earlier copy of the token."),
+                        "(j + 1 < i).")),
+                Mistake(_induction_variant(w, ids, latest_only=True), _("you followed only the most recent copy: add "
+                        "the weight on the successor of EVERY earlier copy of the token.")),
             ],
         )
 

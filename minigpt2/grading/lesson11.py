@@ -15,6 +15,7 @@ from minigpt2.finetune.classify import pool_last
 from minigpt2.finetune.instruct import IGNORE, collate_instructions
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor, name_mistake
+from minigpt2.i18n.messages import _
 
 
 # The package's finished versions of what these exercises build, and the libraries that have them.
@@ -39,15 +40,15 @@ def check_last_token_logits(last_token_logits):
         logits, lengths_t = _randn(*shape, seed=seed), torch.tensor(lengths)
         got = call(last_token_logits, logits.clone(), lengths_t.clone())
         rows = torch.arange(shape[0])
-        expect_tensor(got, pool_last(logits, lengths_t), what=f"last_token_logits(logits of shape {shape}, "
-                      f"lengths={lengths})", mistakes=[
-            Mistake(logits[:, -1], "you read every row at the last POSITION, T − 1: in a right-padded batch that is "
-                    "padding for every text shorter than T. Read row b at its last real token, lengths[b] − 1."),
-            Mistake(logits[rows, lengths_t.clamp(max=shape[1] - 1)], "off by one: a text of n tokens has its last "
-                    "token at index n − 1, not n."),
-            Mistake(logits[:, 0], "you read the FIRST token: in a causal model it has seen nothing else; the last "
-                    "real token is the one that has read the whole text."),
-            Mistake(logits.mean(1), "you averaged over all positions, padding included: read the last real token."),
+        expect_tensor(got, pool_last(logits, lengths_t), what=_("last_token_logits(logits of shape {shape}, "
+                "lengths={lengths})").format(shape=shape, lengths=lengths), mistakes=[
+            Mistake(logits[:, -1], _("you read every row at the last POSITION, T − 1: in a right-padded batch that "
+                    "is padding for every text shorter than T. Read row b at its last real token, lengths[b] − 1.")),
+            Mistake(logits[rows, lengths_t.clamp(max=shape[1] - 1)], _("off by one: a text of n tokens has its last "
+                    "token at index n − 1, not n.")),
+            Mistake(logits[:, 0], _("you read the FIRST token: in a causal model it has seen nothing else; the last "
+                    "real token is the one that has read the whole text.")),
+            Mistake(logits.mean(1), _("you averaged over all positions, padding included: read the last real token.")),
         ])
 
 
@@ -87,29 +88,31 @@ def check_collate_masked(collate_masked):
         got = call(collate_masked, [(list(p), list(r)) for p, r in examples], pad_id, end_id)
         what = f"collate_masked({examples}, pad_id={pad_id}, end_id={end_id})"
         if not isinstance(got, tuple) or len(got) != 2:
-            raise CheckFailed(f"{what} should return a tuple (inputs, targets), got {type(got).__name__}.")
+            raise CheckFailed(_("{what} should return a tuple (inputs, targets), got {got_type}.").format(
+                what=what, got_type=type(got).__name__))
         inputs, targets = got
         ref = collate_instructions(examples, pad_id=pad_id, end_id=end_id, max_length=10_000)
-        expect_tensor(inputs, ref.inputs, what=f"the inputs of {what}", mistakes=[
-            Mistake(_collate_variant(examples, pad_id, end_id, shift=False)[0], "the inputs should not hold the last "
-                    "token (the end token): inputs are sequence[:-1], targets sequence[1:]."),
-            Mistake(_collate_variant(examples, pad_id, end_id, end=False)[0], "the end token is missing: append "
-                    "end_id after each response (the model must learn to stop)."),
+        expect_tensor(inputs, ref.inputs, what=_("the inputs of {what}").format(what=what), mistakes=[
+            Mistake(_collate_variant(examples, pad_id, end_id, shift=False)[0], _("the inputs should not hold the "
+                    "last token (the end token): inputs are sequence[:-1], targets sequence[1:].")),
+            Mistake(_collate_variant(examples, pad_id, end_id, end=False)[0], _("the end token is missing: append "
+                    "end_id after each response (the model must learn to stop).")),
         ])
-        expect_tensor(targets, ref.targets, what=f"the targets of {what}", mistakes=[
-            Mistake(_collate_variant(examples, pad_id, end_id, mask_prompt=False)[1], "the prompt is left in the loss: "
-                    f"set the targets that are prompt tokens to {IGNORE}, so only the response is learned."),
-            Mistake(_collate_variant(examples, pad_id, end_id, mask_pad=False)[1], f"the padding is left in the loss: "
-                    f"pad the targets with {IGNORE}, not with pad_id."),
-            Mistake(_collate_variant(examples, pad_id, end_id, mask_offset=1)[1], "you also masked the first response "
-                    "token: the target at the prompt's last position IS the first response token; mask only the "
-                    "len(prompt) − 1 targets before it."),
-            Mistake(_collate_variant(examples, pad_id, end_id, mask_offset=-1)[1], "one prompt token is still a "
-                    "target: mask len(prompt) − 1 targets (targets[t] is token t + 1)."),
-            Mistake(_collate_variant(examples, pad_id, end_id, shift=False)[1], "the targets are not shifted: "
-                    "targets[t] is the token AFTER inputs[t], so targets = sequence[1:]."),
-            Mistake(_collate_variant(examples, pad_id, end_id, end=False)[1], "the end token is missing: append "
-                    "end_id after each response, and keep it as a target."),
+        expect_tensor(targets, ref.targets, what=_("the targets of {what}").format(what=what), mistakes=[
+            Mistake(_collate_variant(examples, pad_id, end_id, mask_prompt=False)[1], _("the prompt is left in the "
+                    "loss: set the targets that are prompt tokens to {IGNORE}, so only the response is learned.").format(
+                    IGNORE=IGNORE)),
+            Mistake(_collate_variant(examples, pad_id, end_id, mask_pad=False)[1], _("the padding is left in the "
+                    "loss: pad the targets with {IGNORE}, not with pad_id.").format(IGNORE=IGNORE)),
+            Mistake(_collate_variant(examples, pad_id, end_id, mask_offset=1)[1], _("you also masked the first "
+                    "response token: the target at the prompt's last position IS the first response token; mask "
+                    "only the len(prompt) − 1 targets before it.")),
+            Mistake(_collate_variant(examples, pad_id, end_id, mask_offset=-1)[1], _("one prompt token is still a "
+                    "target: mask len(prompt) − 1 targets (targets[t] is token t + 1).")),
+            Mistake(_collate_variant(examples, pad_id, end_id, shift=False)[1], _("the targets are not shifted: "
+                    "targets[t] is the token AFTER inputs[t], so targets = sequence[1:].")),
+            Mistake(_collate_variant(examples, pad_id, end_id, end=False)[1], _("the end token is missing: append "
+                    "end_id after each response, and keep it as a target.")),
         ])
     with_empty = [([1, 2], [])]
     try:
@@ -118,8 +121,8 @@ def check_collate_masked(collate_masked):
         if "ValueError" in str(err):
             return
         raise
-    raise CheckFailed("collate_masked accepted an example with an empty response: raise a ValueError saying there "
-                      "is nothing to learn from it.")
+    raise CheckFailed(_("collate_masked accepted an example with an empty response: raise a ValueError saying there "
+            "is nothing to learn from it."))
 
 
 # --------------------------------------------------------------------------- 11.3
@@ -131,26 +134,32 @@ def check_init_lora(init_lora):
         what = f"init_lora(in_features={in_features}, out_features={out_features}, r={r})"
         got = call(init_lora, in_features, out_features, r)
         if not isinstance(got, tuple) or len(got) != 2:
-            raise CheckFailed(f"{what} should return a tuple (A, B), got {type(got).__name__}.")
+            raise CheckFailed(_("{what} should return a tuple (A, B), got {got_type}.").format(
+                what=what, got_type=type(got).__name__))
         A, B = got
         for name, t, shape in (("A", A, (r, in_features)), ("B", B, (out_features, r))):
             if not isinstance(t, torch.Tensor):
-                raise CheckFailed(f"{name} of {what} should be a torch.Tensor, got {type(t).__name__}.")
+                raise CheckFailed(_("{name} of {what} should be a torch.Tensor, got {t_type}.").format(
+                    name=name, what=what, t_type=type(t).__name__))
             if tuple(t.shape) == tuple(reversed(shape)) and shape[0] != shape[1]:
-                raise CheckFailed(f"{name} of {what} has shape {tuple(t.shape)}, the transpose of {shape}: A is "
-                                  "(r, in_features) and B is (out_features, r), so that B @ A has W's shape (out, in).")
+                raise CheckFailed(_("{name} of {what} has shape {t_shape}, the transpose of {shape}: A is (r, "
+                        "in_features) and B is (out_features, r), so that B @ A has W's shape (out, in).").format(
+                        name=name, what=what, t_shape=tuple(t.shape), shape=shape))
             if tuple(t.shape) != shape:
-                raise CheckFailed(f"{name} of {what} has shape {tuple(t.shape)}, but it should be {shape}.")
+                raise CheckFailed(_("{name} of {what} has shape {t_shape}, but it should be {shape}.").format(
+                    name=name, what=what, t_shape=tuple(t.shape), shape=shape))
         if B.abs().sum() != 0:
-            raise CheckFailed(f"B is not zero at the start ({what}): with B = 0 the update B @ A is zero, so the "
-                              "wrapped layer computes exactly what the pre-trained one did. Use torch.zeros.")
+            raise CheckFailed(_("B is not zero at the start ({what}): with B = 0 the update B @ A is zero, so the "
+                    "wrapped layer computes exactly what the pre-trained one did. Use torch.zeros.").format(what=what))
         if A.abs().sum() == 0:
-            raise CheckFailed(f"A is zero too ({what}): then the gradient of B (which is x A^T times the output's "
-                              "gradient) is zero and neither ever moves. Draw A at random; only B starts at zero.")
+            raise CheckFailed(_("A is zero too ({what}): then the gradient of B (which is x A^T times the output's "
+                    "gradient) is zero and neither ever moves. Draw A at random; only B starts at zero.").format(
+                    what=what))
         bound = 1 / math.sqrt(in_features)
         if A.abs().max() > 3 * bound or A.std() > 2 * bound:
-            raise CheckFailed(f"A's values are too large ({what}: std {A.std():.3g}): draw them like an nn.Linear "
-                              f"weight, within ±1/√in_features = ±{bound:.3g} (kaiming_uniform_(A, a=math.sqrt(5))).")
+            raise CheckFailed(_("A's values are too large ({what}: std {A_std:.3g}): draw them like an nn.Linear "
+                    "weight, within ±1/√in_features = ±{bound:.3g} (kaiming_uniform_(A, a=math.sqrt(5))).").format(
+                    what=what, A_std=A.std(), bound=bound))
 
 
 # --------------------------------------------------------------------------- 11.4
@@ -168,16 +177,16 @@ def check_lora_forward(lora_forward):
         x, W, b = _randn(*batch, in_f, seed=seed), _randn(out_f, in_f, seed=seed + 10), _randn(out_f, seed=seed + 20)
         A, B = _randn(r, in_f, seed=seed + 30), _randn(out_f, r, seed=seed + 40)
         got = call(lora_forward, *(t.clone() for t in (x, W, b, A, B)), alpha)
-        expect_tensor(got, _lora(x, W, b, A, B, alpha), what=f"lora_forward(x of shape {tuple(x.shape)}, r={r}, "
-                      f"alpha={alpha:g})", mistakes=[
-            Mistake(_lora(x, W, b, A, B, alpha, scaling=1.0), "the scaling is forgotten: multiply the low-rank update "
-                    "by alpha / r."),
-            Mistake(_lora(x, W, b, A, B, alpha, scaling=alpha), "you scaled by alpha: the scaling is alpha / r (r is "
-                    "A.size(0))."),
-            Mistake(_lora(x, W, b, A, B, alpha, scaling=r / alpha), "you scaled by r / alpha: it is alpha / r."),
-            Mistake(alpha / r * (x @ A.T @ B.T), "you returned the update alone: add the frozen layer's own output, "
-                    "x @ W.T + b."),
-            Mistake(x @ W.T + b, "you returned the frozen layer's output alone: add (alpha / r) · x Aᵀ Bᵀ."),
+        expect_tensor(got, _lora(x, W, b, A, B, alpha), what=_("lora_forward(x of shape {x_shape}, r={r}, "
+                "alpha={alpha:g})").format(x_shape=tuple(x.shape), r=r, alpha=alpha), mistakes=[
+            Mistake(_lora(x, W, b, A, B, alpha, scaling=1.0), _("the scaling is forgotten: multiply the low-rank "
+                    "update by alpha / r.")),
+            Mistake(_lora(x, W, b, A, B, alpha, scaling=alpha), _("you scaled by alpha: the scaling is alpha / r (r "
+                    "is A.size(0)).")),
+            Mistake(_lora(x, W, b, A, B, alpha, scaling=r / alpha), _("you scaled by r / alpha: it is alpha / r.")),
+            Mistake(alpha / r * (x @ A.T @ B.T), _("you returned the update alone: add the frozen layer's own "
+                    "output, x @ W.T + b.")),
+            Mistake(x @ W.T + b, _("you returned the frozen layer's output alone: add (alpha / r) · x Aᵀ Bᵀ.")),
         ])
 
 
@@ -191,15 +200,17 @@ def check_merge_lora_weight(merge_lora_weight):
         before = W.clone()
         got = call(merge_lora_weight, W, A.clone(), B.clone(), alpha)
         expected = before + alpha / r * B @ A
-        what = f"merge_lora_weight(W of shape {(out_f, in_f)}, r={r}, alpha={alpha:g})"
+        what = _("merge_lora_weight(W of shape {shape}, r={r}, alpha={alpha:g})").format(
+            shape=(out_f, in_f), r=r, alpha=alpha)
         expect_tensor(got, expected, what=what, mistakes=[
-            Mistake(before + B @ A, "the scaling is forgotten: the merged weight is W + (alpha / r) · B @ A."),
-            Mistake(before + alpha * B @ A, "you scaled by alpha: it is alpha / r."),
-            Mistake(before - alpha / r * B @ A, "you subtracted the update: add it."),
-            Mistake(alpha / r * B @ A, "you returned the update alone: add it to W."),
+            Mistake(before + B @ A, _("the scaling is forgotten: the merged weight is W + (alpha / r) · B @ A.")),
+            Mistake(before + alpha * B @ A, _("you scaled by alpha: it is alpha / r.")),
+            Mistake(before - alpha / r * B @ A, _("you subtracted the update: add it.")),
+            Mistake(alpha / r * B @ A, _("you returned the update alone: add it to W.")),
         ])
         if not torch.equal(W, before) and not torch.equal(W, got):
-            raise CheckFailed(f"{what} changed W in place into something else: return a new tensor, W + update.")
+            raise CheckFailed(_("{what} changed W in place into something else: return a new tensor, W + update.").format(
+                what=what))
 
 
 # --------------------------------------------------------------------------- 11.6
@@ -215,24 +226,27 @@ def check_accuracy_over_batches(accuracy_over_batches):
         correct = [(l.argmax(-1) == y).sum().item() for l, y in zip(logit_batches, label_batches)]
         expected = sum(correct) / sum(sizes)
         got = call(accuracy_over_batches, [l.clone() for l in logit_batches], [y.clone() for y in label_batches])
-        what = f"accuracy_over_batches(batches of sizes {sizes})"
+        what = _("accuracy_over_batches(batches of sizes {sizes})").format(sizes=sizes)
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
         if not isinstance(got, (int, float)):
-            raise CheckFailed(f"{what} should return one number (a float between 0 and 1), got {type(got).__name__}.")
+            raise CheckFailed(_("{what} should return one number (a float between 0 and 1), got {got_type}.").format(
+                what=what, got_type=type(got).__name__))
         if math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12):
             continue
         per_batch = sum(c / n for c, n in zip(correct, sizes)) / len(sizes)
         wrong_axis = sum((l.argmax(0)[: len(y)] == y[: l.size(1)]).sum().item() for l, y in zip(logit_batches, label_batches))
         name_mistake(got, [m for m in [
-            Mistake(per_batch, "you averaged the batches' accuracies: a short last batch then counts as much as a "
-                    "full one. Add up the correct predictions and the examples over all batches, then divide."),
-            Mistake(float(sum(correct)), "that is the number of correct predictions: divide by the number of examples."),
-            Mistake(100 * expected, "that is a percentage: return a fraction between 0 and 1."),
-            Mistake(correct[-1] / sizes[-1], "that is the last batch's accuracy alone: count over every batch."),
-            Mistake(wrong_axis / sum(sizes), "argmax over the wrong axis: the prediction of each example is the "
-                    "argmax over its classes, dim=-1."),
+            Mistake(per_batch, _("you averaged the batches' accuracies: a short last batch then counts as much as a "
+                    "full one. Add up the correct predictions and the examples over all batches, then divide.")),
+            Mistake(float(sum(correct)), _("that is the number of correct predictions: divide by the number of "
+                    "examples.")),
+            Mistake(100 * expected, _("that is a percentage: return a fraction between 0 and 1.")),
+            Mistake(correct[-1] / sizes[-1], _("that is the last batch's accuracy alone: count over every batch.")),
+            Mistake(wrong_axis / sum(sizes), _("argmax over the wrong axis: the prediction of each example is the "
+                    "argmax over its classes, dim=-1.")),
         ] if not math.isclose(m.output, expected)], atol=0.0, rtol=1e-9)
-        raise CheckFailed(f"{what} is {got:.6g}, but it should be {expected:.6g}.")
+        raise CheckFailed(_("{what} is {got:.6g}, but it should be {expected:.6g}.").format(
+            what=what, got=got, expected=expected))
     expect_equal(call(accuracy_over_batches, [torch.tensor([[0.0, 1.0]])], [torch.tensor([1])]), 1.0,
-                 what="accuracy_over_batches on one right prediction")
+                 what=_("accuracy_over_batches on one right prediction"))

@@ -24,6 +24,7 @@ import io
 import os
 import subprocess
 import sys
+import unicodedata
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -103,6 +104,11 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def N_(message: str) -> str:
     """Marks ``message`` for extraction without translating it (translated later, where it is shown)."""
     return message
+
+
+def columns(text: str) -> int:
+    """How many terminal columns ``text`` takes: a Chinese character takes two (to line up tables)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def update_catalogs() -> None:
