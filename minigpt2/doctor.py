@@ -8,6 +8,8 @@ import platform
 import sys
 from dataclasses import dataclass
 
+from minigpt2.i18n.messages import _, columns, ngettext
+
 
 @dataclass
 class Finding:
@@ -19,27 +21,29 @@ class Finding:
 
 def _python() -> Finding:
     ok = sys.version_info >= (3, 10)
-    return Finding(ok, "Python", platform.python_version(), "" if ok else "the course needs Python 3.10 or newer")
+    return Finding(ok, "Python", platform.python_version(), "" if ok else _("the course needs Python 3.10 or newer"))
 
 
 def _torch() -> list[Finding]:
     try:
         import torch
     except ImportError:
-        return [Finding(False, "PyTorch", "not installed", "run `make course` (or `pip install torch==2.13.0`)")]
+        return [Finding(False, "PyTorch", _("not installed"), _("run `make course` (or `pip install torch==2.13.0`)"))]
     build = f"torch {torch.__version__}"
-    build += f", CUDA {torch.version.cuda}" if torch.version.cuda else ", CPU build"
+    build += f", CUDA {torch.version.cuda}" if torch.version.cuda else _(", CPU build")
     findings = [Finding(True, "PyTorch", build)]
     from minigpt2.utils import pick_device
 
     device = pick_device()
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(0)
-        detail = f"cuda: {props.name}, {props.total_memory / 2**30:.0f} GiB, bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}"
+        detail = _("cuda: {name}, {gib:.0f} GiB, bf16 {bf16}").format(
+            name=props.name, gib=props.total_memory / 2**30, bf16=_("yes") if torch.cuda.is_bf16_supported() else _("no"))
     elif device.type == "mps":
-        detail = "mps (Apple GPU)"
+        detail = _("mps (Apple GPU)")
     else:
-        detail = f"cpu ({torch.get_num_threads()} threads); lessons run in quick mode on a laptop, training is faster on a GPU"
+        detail = _("cpu ({threads} threads); lessons run in quick mode on a laptop, training is faster on a "
+                   "GPU").format(threads=torch.get_num_threads())
     findings.append(Finding(True, "Device", detail))
     return findings
 
@@ -51,14 +55,14 @@ def _data() -> list[Finding]:
     for name, spec in KNOWN_FILES.items():
         try:
             path = locate(name, download=False)
-            findings.append(Finding(True, spec.filename, f"found and verified at {path}"))
+            findings.append(Finding(True, spec.filename, _("found and verified at {path}").format(path=path)))
         except DataFileError as err:
             if err.rejected is not None:
-                detail = f"found at {err.rejected} but rejected as {err.problem}"
+                detail = _("found at {path} but rejected as {problem}").format(path=err.rejected, problem=err.problem)
             elif err.problem == "data dir":
-                detail = f"{DATA_DIR_ENV} does not name a folder"
+                detail = _("{variable} does not name a folder").format(variable=DATA_DIR_ENV)
             else:
-                detail = "not found locally"
+                detail = _("not found locally")
             findings.append(Finding(False, spec.filename, detail, str(err)))
     return findings
 
@@ -71,15 +75,18 @@ def _widgets() -> Finding:
         except ImportError:
             missing.append(module)
     if missing:
-        return Finding(False, "Widgets", f"missing: {', '.join(missing)}", "run `make course` to install them")
+        return Finding(False, _("Widgets"), _("missing: {modules}").format(modules=", ".join(missing)),
+                       _("run `make course` to install them"))
     import ipywidgets
     from pathlib import Path
 
     manager = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter-widgets" / "jupyterlab-manager"
     if not (manager / "package.json").is_file():
-        return Finding(False, "Widgets", f"ipywidgets {ipywidgets.__version__}, but JupyterLab's widget manager is not "
-                       f"installed in {sys.prefix}", "reinstall: `pip install --force-reinstall jupyterlab_widgets`")
-    return Finding(True, "Widgets", f"ipywidgets {ipywidgets.__version__} with JupyterLab's widget manager (served locally, no CDN)")
+        return Finding(False, _("Widgets"), _("ipywidgets {version}, but JupyterLab's widget manager is not installed "
+                                              "in {prefix}").format(version=ipywidgets.__version__, prefix=sys.prefix),
+                       _("reinstall: `pip install --force-reinstall jupyterlab_widgets`"))
+    return Finding(True, _("Widgets"), _("ipywidgets {version} with JupyterLab's widget manager (served locally, no "
+                                         "CDN)").format(version=ipywidgets.__version__))
 
 
 def _packages() -> Finding:
@@ -90,7 +97,8 @@ def _packages() -> Finding:
         except ImportError:
             missing.append(module)
     if missing:
-        return Finding(False, "Packages", f"missing: {', '.join(missing)}", "run `make course` to install them")
+        return Finding(False, _("Packages"), _("missing: {modules}").format(modules=", ".join(missing)),
+                       _("run `make course` to install them"))
     return Finding(True, "Packages", "tiktoken, safetensors, nbclient, nbformat, tqdm")
 
 
@@ -99,8 +107,8 @@ def _native() -> Finding:
     try:
         from minigpt2 import native
     except ImportError as e:  # torch missing: reported above
-        return Finding(True, "Native kernels", f"not checked ({e})")
-    return Finding(True, "Native kernels", native.status())
+        return Finding(True, _("Native kernels"), _("not checked ({reason})").format(reason=e))
+    return Finding(True, _("Native kernels"), native.status())
 
 
 def _precision() -> Finding:
@@ -108,18 +116,19 @@ def _precision() -> Finding:
     try:
         from minigpt2.train.precision import cpu_bf16_flags
     except ImportError as e:  # torch missing: reported above
-        return Finding(True, "Precision", f"not checked ({e})")
+        return Finding(True, _("Precision"), _("not checked ({reason})").format(reason=e))
     import torch
 
     flags = cpu_bf16_flags()
     if torch.cuda.is_available():
         bf16 = torch.cuda.is_bf16_supported()
-        detail = f"training on the GPU uses {'bf16 autocast' if bf16 else 'float32 (no bf16 on this GPU)'}"
+        detail = (_("training on the GPU uses bf16 autocast") if bf16
+                  else _("training on the GPU uses float32 (no bf16 on this GPU)"))
     elif flags:
-        detail = (f"this CPU has {', '.join(flags)}: `minigpt2 train --dtype auto` times each run's model and uses "
-                  "bf16 autocast where it is faster (larger models), float32 where not")
+        detail = _("this CPU has {flags}: `minigpt2 train --dtype auto` times each run's model and uses bf16 "
+                   "autocast where it is faster (larger models), float32 where not").format(flags=", ".join(flags))
     else:
-        detail = "this CPU has no bf16 matrix instructions (AMX, AVX512-BF16): training on it uses float32"
+        detail = _("this CPU has no bf16 matrix instructions (AMX, AVX512-BF16): training on it uses float32")
     return Finding(True, "Precision", detail)
 
 
@@ -129,12 +138,14 @@ def diagnose() -> list[Finding]:
 
 def run_doctor() -> int:
     findings = diagnose()
-    width = max(len(f.what) for f in findings)
+    width = max(columns(f.what) for f in findings)
     for f in findings:
-        print(f"{'ok ' if f.ok else 'NO '} {f.what.ljust(width)}  {f.detail}")
+        print(f"{'ok ' if f.ok else 'NO '} {f.what}{' ' * (width - columns(f.what))}  {f.detail}")
         if not f.ok and f.advice:
             print(f"    {' ' * width}  → {f.advice}")
     bad = [f for f in findings if not f.ok]
     print()
-    print("All set: `make course` opens the course." if not bad else f"{len(bad)} problem(s) above; fix them and run `minigpt2 doctor` again.")
+    print(_("All set: `make course` opens the course.") if not bad else ngettext(
+        "{n} problem above; fix it and run `minigpt2 doctor` again.",
+        "{n} problems above; fix them and run `minigpt2 doctor` again.", len(bad)).format(n=len(bad)))
     return 1 if bad else 0

@@ -16,6 +16,7 @@ from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from minigpt2.i18n.messages import _
 from minigpt2.viz.heatmap import display_token, label_ticks
 from minigpt2.viz.render import Frames, new_figure
 from minigpt2.viz.widget import ALL_HEADS, AttentionWidget
@@ -37,7 +38,7 @@ class AttentionExplorer(AttentionWidget):
 
     def __init__(self, source, *, tokens: Sequence[str] | None = None, text: str | None = None,
                  layer: int = 0, head: int = 0, view: str = ALL_HEADS, token: int | None = None):
-        self.token = widgets.Dropdown(options=[], description="token")
+        self.token = widgets.Dropdown(options=[], description=_("token"))
         self.bars = widgets.Image(format="png")
         self.attends_to: np.ndarray | None = None
         self.attended_by: np.ndarray | None = None
@@ -90,8 +91,9 @@ class AttentionExplorer(AttentionWidget):
 
     def _status(self) -> str:
         i = self.token.value
-        return f"{super()._status()} · token {i} {display_token(self._pieces[i], max_len=24)!r}" + (
-            f" · bars: head {self.head.value}" if self.view.value == ALL_HEADS else "")
+        status = _("{status} · token {i} {token!r}").format(status=super()._status(), i=i,
+                                                            token=display_token(self._pieces[i], max_len=24))
+        return status + (_(" · bars: head {head}").format(head=self.head.value) if self.view.value == ALL_HEADS else "")
 
     def _build(self, weights: np.ndarray, pieces: list[str]) -> Figure:
         fig = super()._build(weights, pieces)
@@ -152,8 +154,9 @@ class AttentionExplorer(AttentionWidget):
         name = display_token(self._pieces[i], max_len=24).replace("$", r"\$")
         top, bottom = self._bar_axes
         rows = (head_weights[i, :], ROW_COLOR, range(0, i + 1),
-                f"{name!r} attends to … (layer {self.layer.value}, head {self.head.value})")
-        columns = (head_weights[:, i], COLUMN_COLOR, range(i, T), f"… attend to {name!r}")
+                _("{name!r} attends to … (layer {layer}, head {head})").format(name=name, layer=self.layer.value,
+                                                                               head=self.head.value))
+        columns = (head_weights[:, i], COLUMN_COLOR, range(i, T), _("… attend to {name!r}").format(name=name))
         for ax, (values, color, shown, title) in ((top, rows), (bottom, columns)):
             for p, bar in enumerate(ax.patches):
                 bar.set_height(values[p] if p in shown else 0.0)

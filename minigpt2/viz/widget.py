@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
+from minigpt2.i18n.messages import _
 from minigpt2.viz.heatmap import attention_grid, attention_heatmap, causal_blank, grid_figsize, heatmap_side
 from minigpt2.viz.render import Frames, new_figure
 from minigpt2.viz.sources import ModelAttention, as_source
@@ -49,10 +50,12 @@ class AttentionWidget:
             text = self.source.text
         elif text is None:
             text = DEFAULT_TEXT
-        self.layer = widgets.Dropdown(options=[0], value=0, description="layer")
-        self.head = widgets.Dropdown(options=[0], value=0, description="head")
-        self.view = widgets.ToggleButtons(options=[ONE_HEAD, ALL_HEADS], value=view, description="view")
-        self.text = widgets.Textarea(value=text, description="text", continuous_update=False, disabled=not editable,
+        self.layer = widgets.Dropdown(options=[0], value=0, description=_("layer"))
+        self.head = widgets.Dropdown(options=[0], value=0, description=_("head"))
+        # (label, value): the label in the learner's language, the value always ONE_HEAD / ALL_HEADS
+        self.view = widgets.ToggleButtons(options=[(_("one head"), ONE_HEAD), (_("all heads"), ALL_HEADS)], value=view,
+                                          description=_("view"))
+        self.text = widgets.Textarea(value=text, description=_("text"), continuous_update=False, disabled=not editable,
                                      layout=widgets.Layout(width="95%"))
         self.message = widgets.HTML()
         # flex-start: shown at its own size, not stretched to the width of the column
@@ -132,25 +135,27 @@ class AttentionWidget:
         try:
             pieces, ids = self.source.tokenize(self.text.value)
         except Exception as err:  # shown in the widget instead of a traceback
-            self.error = f"Could not tokenize this text: {err}"
+            self.error = _("Could not tokenize this text: {err}").format(err=err)
             return
         if not ids:
-            self.error = "Type some text to see where its tokens look."
+            self.error = _("Type some text to see where its tokens look.")
             return
         limit = getattr(self.source, "max_tokens", None)
         if limit is not None and len(ids) > limit:
-            self.error = (f"This text is {len(ids)} tokens long, but the model reads at most {limit} tokens "
-                          f"at a time (its context, block_size). Shorten it by {len(ids) - limit} tokens.")
+            self.error = _("This text is {n} tokens long, but the model reads at most {limit} tokens at a time (its "
+                           "context, block_size). Shorten it by {excess} tokens.").format(
+                n=len(ids), limit=limit, excess=len(ids) - limit)
             return
         try:
             layers = [np.asarray(w, dtype=np.float64) for w in self.source.attention(ids)]
         except Exception as err:  # shown in the widget instead of a traceback
-            self.error = f"Could not compute the attention for this text: {type(err).__name__}: {err}"
+            self.error = _("Could not compute the attention for this text: {type}: {err}").format(
+                type=type(err).__name__, err=err)
             return
         shapes = {w.shape for w in layers}
         if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[1:] != (len(ids), len(ids)):
-            self.error = (f"The source gave attention weights of shapes {sorted(shapes)} for {len(ids)} tokens; "
-                          f"it should give one (n_head, {len(ids)}, {len(ids)}) array per layer.")
+            self.error = _("The source gave attention weights of shapes {shapes} for {n} tokens; it should give one "
+                           "(n_head, {n}, {n}) array per layer.").format(shapes=sorted(shapes), n=len(ids))
             return
         self._layers, self.current_ids = layers, list(ids)
         self._pieces = list(pieces)
@@ -187,8 +192,9 @@ class AttentionWidget:
         self.message.value = html.escape(self._status())
 
     def _status(self) -> str:
-        where = f"layer {self.layer.value}" + (f", head {self.head.value}" if self.view.value == ONE_HEAD else "")
-        return f"{len(self._pieces)} tokens · {where}"
+        where = (_("layer {layer}, head {head}") if self.view.value == ONE_HEAD else _("layer {layer}")).format(
+            layer=self.layer.value, head=self.head.value)
+        return _("{n} tokens · {where}").format(n=len(self._pieces), where=where)
 
     def _build(self, weights: np.ndarray, pieces: list[str]) -> Figure:
         """A new figure for this view and these tokens; later redraws only swap its data."""
@@ -216,8 +222,8 @@ class AttentionWidget:
             self.current_weights = weights  # (n_head, T, T)
             for ax, w in zip(self._heatmaps, weights):
                 ax.images[0].set_data(causal_blank(w))
-            self._title.set_text(f"layer {layer}")
+            self._title.set_text(_("layer {layer}").format(layer=layer))
         else:
             self.current_weights = weights[head]  # (T, T)
             self._heatmaps[0].images[0].set_data(causal_blank(self.current_weights))
-            self._title.set_text(f"layer {layer}, head {head}")
+            self._title.set_text(_("layer {layer}, head {head}").format(layer=layer, head=head))
