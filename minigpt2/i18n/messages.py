@@ -111,15 +111,23 @@ def columns(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
+PYBABEL = [sys.executable, "-m", "babel.messages.frontend"]
+
+
+def extract(template: Path = TEMPLATE) -> None:
+    """Write the template (.pot) of every message marked in the package's sources (babel.cfg says where)."""
+    template.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*PYBABEL, "extract", "-F", str(ROOT / "babel.cfg"), "-k", "N_", "-k", "exercise:2", "--project",
+                    DOMAIN, "--no-location", "--sort-output", "-w", "100", "-o", str(template), DOMAIN],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
 def update_catalogs() -> None:
     """Re-extract the template from the sources and merge it into every catalog (Babel's pybabel)."""
-    pybabel = [sys.executable, "-m", "babel.messages.frontend"]
-    subprocess.run([*pybabel, "extract", "-F", str(ROOT / "babel.cfg"), "-k", "N_", "-k", "exercise:2",
-                    "--project", DOMAIN, "--no-location", "--sort-output", "-w", "100", "-o", str(TEMPLATE),
-                    str(ROOT / DOMAIN)], check=True, cwd=ROOT)
+    extract()
     for locale in filter(None, LOCALES.values()):
         command = "update" if catalog_path(locale).is_file() else "init"
-        subprocess.run([*pybabel, command, "-D", DOMAIN, "-i", str(TEMPLATE), "-d", str(LOCALE_DIR), "-l", locale,
+        subprocess.run([*PYBABEL, command, "-D", DOMAIN, "-i", str(TEMPLATE), "-d", str(LOCALE_DIR), "-l", locale,
                         "-w", "100", *(["--no-fuzzy-matching"] if command == "update" else [])], check=True, cwd=ROOT)
 
 
