@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib
 import platform
+import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from minigpt2.i18n.messages import _, columns, ngettext
 
@@ -78,7 +80,6 @@ def _widgets() -> Finding:
         return Finding(False, _("Widgets"), _("missing: {modules}").format(modules=", ".join(missing)),
                        _("run `make course` to install them"))
     import ipywidgets
-    from pathlib import Path
 
     manager = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter-widgets" / "jupyterlab-manager"
     if not (manager / "package.json").is_file():
@@ -132,8 +133,41 @@ def _precision() -> Finding:
     return Finding(True, "Precision", detail)
 
 
+# Font files of CJK fonts, by name: installed, but maybe not yet in matplotlib's font list.
+_CJK_FILES = re.compile(r"cjk|wqy|wenquanyi|sourcehan|msyh|yahei|pingfang|simhei|stheiti", re.IGNORECASE)
+
+
+def _cjk_font() -> Finding:
+    """Chinese text in plots needs a font with CJK glyphs (for the Chinese course, MINIGPT2_LANG=zh, a must)."""
+    try:
+        from minigpt2.utils import cjk_font
+    except ImportError as e:  # torch missing: reported above
+        return Finding(True, "Chinese font", f"not checked ({e})")
+    font = cjk_font()
+    if font is not None:
+        return Finding(True, "Chinese font", f"{font}: plots show Chinese text")
+    from matplotlib import font_manager, get_cachedir
+
+    from minigpt2.i18n.messages import current_language
+
+    needed = current_language() == "zh"
+    unseen = [path for path in font_manager.findSystemFonts() if _CJK_FILES.search(Path(path).name)]
+    if unseen:
+        return Finding(not needed, "Chinese font", f"{Path(unseen[0]).name} is installed, but matplotlib's list of "
+                       "fonts was made before it", f"delete {Path(get_cachedir()) / 'fontlist-*.json'} (matplotlib "
+                       "makes it again, with the new font) and restart the notebook's kernel")
+    if sys.platform.startswith("linux"):
+        advice = ("install one: `sudo apt-get install fonts-noto-cjk` (Debian, Ubuntu), `sudo dnf install "
+                  "google-noto-sans-cjk-fonts` (Fedora), then run `minigpt2 doctor` again")
+    else:  # macOS has PingFang SC, Windows Microsoft YaHei
+        advice = "this system normally comes with one (PingFang SC on macOS, Microsoft YaHei on Windows): reinstall it"
+    detail = "none found: Chinese text in plots shows as empty boxes"
+    return Finding(not needed, "Chinese font", detail + ("" if needed else " (the English course does not need one)"),
+                   advice)
+
+
 def diagnose() -> list[Finding]:
-    return [_python(), *_torch(), *_data(), _widgets(), _packages(), _native(), _precision()]
+    return [_python(), *_torch(), *_data(), _widgets(), _packages(), _native(), _precision(), _cjk_font()]
 
 
 def run_doctor() -> int:
@@ -141,7 +175,7 @@ def run_doctor() -> int:
     width = max(columns(f.what) for f in findings)
     for f in findings:
         print(f"{'ok ' if f.ok else 'NO '} {f.what}{' ' * (width - columns(f.what))}  {f.detail}")
-        if not f.ok and f.advice:
+        if f.advice:  # a problem's remedy, or a suggestion where nothing is wrong for now
             print(f"    {' ' * width}  → {f.advice}")
     bad = [f for f in findings if not f.ok]
     print()

@@ -14,6 +14,10 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 
+from minigpt2.utils import use_cjk_font
+
+use_cjk_font()  # token labels and texts may be Chinese
+
 # Visible stand-ins for characters a tick label would otherwise hide.
 _VISIBLE = {" ": "·", "\n": "↵", "\t": "⇥", "\r": "\\r"}
 MASKED_COLOR = "#e6e6e6"
