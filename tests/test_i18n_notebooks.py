@@ -202,3 +202,11 @@ def test_nbval_does_not_collect_the_zh_notebooks():
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "notebooks/00_welcome.ipynb" in listed
     assert "/zh/" not in listed
+
+
+def test_the_chinese_readme_is_linked_from_the_readme_and_its_links_resolve():
+    assert "[README.zh.md](README.zh.md)" in (ROOT / "README.md").read_text(encoding="utf-8").split("\n## ")[0]
+    text = (ROOT / "README.zh.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)\)", text)
+    assert sum(t.startswith("notebooks/zh/") for t in targets) == 12, "the chapter map links every zh lesson"
+    assert [t for t in targets if not (ROOT / t).exists()] == []
