@@ -81,6 +81,20 @@ def test_the_language_comes_from_set_language_then_the_environment(monkeypatch):
         set_language(None)
 
 
+def test_in_jupyterlab_a_zh_notebook_speaks_chinese_by_its_metadata(root, monkeypatch):
+    """JupyterLab names the notebook in its kernel's JPY_SESSION_NAME: the zh exercises need no code of their own."""
+    monkeypatch.delenv("MINIGPT2_LANG", raising=False)
+    set_language(None)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(root / "exercises" / "zh" / "03_attention.ipynb"))
+    assert messages.current_language() == "zh" and _("not installed") == "未安装"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(root / "exercises" / "03_attention.ipynb"))  # English: no language
+    assert messages.current_language() == "en"
+    monkeypatch.setenv("MINIGPT2_LANG", "zh")
+    assert messages.current_language() == "zh"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(root / "no_such_notebook.ipynb"))
+    assert messages.current_language() == "zh"
+
+
 def wrong_attention_scores(q, k):
     return q @ k.transpose(-2, -1)  # the √d is missing
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 
 from minigpt2.grading.core import Exercise, Learner, Result, exercises_for, forbidden_message, run_exercise
-from minigpt2.i18n.messages import _, columns, current_language, normalize, using_language
+from minigpt2.i18n.messages import _, columns, current_language, notebook_language, using_language
 
 LESSON_FROM_NAME = re.compile(r"^(\d\d)_")
 
@@ -87,14 +87,6 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
         raise GradingError(_("{path} is not a notebook nbformat can read: {err}").format(path=path, err=err)) from None
 
 
-def notebook_language(nb: nbformat.NotebookNode) -> str | None:
-    """The language a notebook is written in (``metadata.minigpt2.language``: "zh" for the Chinese
-    notebooks), or None when it does not say (then ``MINIGPT2_LANG`` decides)."""
-    meta = nb.metadata.get("minigpt2", {})
-    language = meta.get("language") if isinstance(meta, dict) else None
-    return normalize(language) if isinstance(language, str) and language.strip() else None
-
-
 def lesson_of(path: Path, nb: nbformat.NotebookNode) -> str:
     match = LESSON_FROM_NAME.match(Path(path).name)
     if match:
@@ -147,12 +139,12 @@ def grade_notebook(path: str | Path, cell_timeout: float = 60, memory_limit: int
             cell_timeout=cell_timeout))
     path = Path(path)
     nb = read_notebook(path)
-    language = notebook_language(nb)
+    language = notebook_language(nb.metadata)  # None: the notebook does not say, the environment decides
     with using_language(language):  # a zh notebook is graded in Chinese, its kernel speaks Chinese too
         lesson = lesson_of(path, nb)
         cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
         session = KernelSession(cells, str(path.parent.resolve()), lesson, cell_timeout,
-                                DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit, language=language)
+                                DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit, current_language())
         try:
             session.launch()  # the kernel starts while this process imports the checks
             report = _grade(path, lesson, cells, session)
@@ -160,7 +152,7 @@ def grade_notebook(path: str | Path, cell_timeout: float = 60, memory_limit: int
             raise GradingError(_("{err}: check the installation with `minigpt2 doctor`.").format(err=err)) from None
         finally:
             session.close()
-        report.language = current_language()
+        report.language = session.language
         return report
 
 

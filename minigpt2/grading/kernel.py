@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from minigpt2.grading import wire
-from minigpt2.i18n.messages import LANG_ENV, _
+from minigpt2.i18n.messages import LANG_ENV, SESSION_ENV, _
 
 MAX_ANSWER_BYTES = 512 * 1024 * 1024
 SETUP_TIMEOUT = 120  # seconds for the grader's own set-up in a fresh kernel (a cold `import torch` on a loaded machine)
@@ -69,10 +69,10 @@ class KernelSession:
     """One learner notebook's kernel; ``cells`` are (index in the notebook, source) of its code cells."""
 
     def __init__(self, cells: list[tuple[int, str]], cwd: str, lesson: str, cell_timeout: float,
-                 memory_limit: int = DEFAULT_MEMORY_LIMIT, language: str | None = None):
+                 memory_limit: int = DEFAULT_MEMORY_LIMIT, language: str = "en"):
         self.cells = [(i, s) for i, s in cells if s.strip() and not is_check_cell(s)]
         self.cwd, self.lesson, self.cell_timeout, self.memory_limit = cwd, lesson, cell_timeout, memory_limit
-        self.language = language  # the notebook's language, handed to its kernel (None: the kernel inherits ours)
+        self.language = language  # the grader's language ("en", "zh"), handed to the kernel
         self.notes: dict[int | str, str] = {}
         self.skip: set[int] = set()
         self.km = self.kc = self.context = None
@@ -91,9 +91,9 @@ class KernelSession:
         self.context = zmq.Context()  # its own, destroyed with the kernel: no socket outlives a killed kernel
         self.km = KernelManager(kernel_name="python3", context=self.context)
         try:
-            env = {**os.environ, LANG_ENV: self.language} if self.language else None
-            self.km.start_kernel(cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 **({"env": env} if env else {}))
+            # the kernel speaks the grader's language, not that of a notebook a Jupyter server named to this process
+            env = {**{k: v for k, v in os.environ.items() if k != SESSION_ENV}, LANG_ENV: self.language}
+            self.km.start_kernel(cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             self.kc = self.km.client(context=self.context)
             self.kc.start_channels(hb=False)  # no heartbeat thread: the grader polls the process itself
         except Exception as err:

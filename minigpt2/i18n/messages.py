@@ -7,9 +7,12 @@ the named placeholders let a translation put the values in its own order. Counts
 titles, registered at import) are marked with ``N_`` where they are written and translated where
 they are shown.
 
-The language: ``set_language("zh")`` (a zh notebook's first code cell calls it), else the
-``MINIGPT2_LANG`` environment variable (``zh`` or ``zh_CN``), else English. ``using_language(lang)``
-switches for a block (the grader grades a zh notebook in Chinese whatever the environment says).
+The language: ``set_language("zh")``, else the language of the notebook this kernel runs
+(``metadata.minigpt2.language``, "zh" in the Chinese notebooks; JupyterLab names the notebook in the
+kernel's ``JPY_SESSION_NAME``), else the ``MINIGPT2_LANG`` environment variable (``zh`` or ``zh_CN``), else
+English. So a zh notebook's check cells speak Chinese in JupyterLab with no code of their own, and
+``minigpt2 grade`` grades it in Chinese (it reads the metadata, and tells the kernel it starts).
+``using_language(lang)`` switches for a block.
 
 The catalogs are ``minigpt2/locale/<locale>/LC_MESSAGES/minigpt2.po``, shipped as package data and
 compiled in memory at first use (Babel), so a compiled file can never be stale. ``python -m
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +35,7 @@ from pathlib import Path
 
 DOMAIN = "minigpt2"
 LANG_ENV = "MINIGPT2_LANG"
+SESSION_ENV = "JPY_SESSION_NAME"  # set by jupyter_server in a kernel it starts: the notebook's path
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"
 ROOT = LOCALE_DIR.parent.parent  # the repository (babel.cfg, the sources to extract from)
@@ -53,7 +58,37 @@ def set_language(language: str | None) -> str:
 
 
 def current_language() -> str:
-    return _chosen if _chosen is not None else normalize(os.environ.get(LANG_ENV))
+    if _chosen is not None:
+        return _chosen
+    return _session_language() or normalize(os.environ.get(LANG_ENV))
+
+
+def notebook_language(metadata) -> str | None:
+    """The language a notebook's metadata declares (``metadata.minigpt2.language``), or None if it does not."""
+    meta = metadata.get("minigpt2") if isinstance(metadata, dict) else None
+    language = meta.get("language") if isinstance(meta, dict) else None
+    return normalize(language) if isinstance(language, str) and language.strip() else None
+
+
+def _session_language() -> str | None:
+    """The language of the notebook a Jupyter server started this kernel for, if it declares one."""
+    path = os.environ.get(SESSION_ENV, "")
+    if not path.endswith(".ipynb"):
+        return None
+    try:
+        modified = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return _file_language(path, modified)
+
+
+@lru_cache(maxsize=8)
+def _file_language(path: str, modified: int) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return notebook_language(json.load(f).get("metadata"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 @contextmanager
