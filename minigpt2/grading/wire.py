@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from minigpt2.i18n.messages import _
+
 MAX_DEPTH = 20
 MAX_ITEMS = 1_000_000
 
@@ -54,7 +56,7 @@ def _tensor(t: torch.Tensor) -> dict:
 def _plain(value: Any, depth: int, budget: list[int]) -> Any:
     budget[0] -= 1
     if depth > MAX_DEPTH or budget[0] < 0:
-        raise ValueError("the value is nested too deeply or holds too many items")
+        raise ValueError(_("the value is nested too deeply or holds too many items"))
     if value is None or type(value) is bool:
         return value
     if isinstance(value, bool):
@@ -106,7 +108,7 @@ def dumps(payload: Any) -> str:
 def _dtype(name: str) -> torch.dtype:
     dtype = getattr(torch, str(name), None)
     if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"unknown dtype {name!r}")
+        raise ValueError(_("unknown dtype {name!r}").format(name=name))
     return dtype
 
 
@@ -119,7 +121,7 @@ def decode(data: Any) -> Any:
     if isinstance(data, list):
         return [decode(v) for v in data]
     if not isinstance(data, dict):
-        raise ValueError(f"unexpected {type(data).__name__} in the kernel's answer")
+        raise ValueError(_("unexpected {type} in the kernel's answer").format(type=type(data).__name__))
     kind, value = data.get("k"), data.get("v")
     if kind == "int":
         return int(value)
@@ -143,4 +145,4 @@ def decode(data: Any) -> Any:
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape).clone()
     if kind == "object":
         return _opaque_class(str(data.get("type")))(str(data.get("type")), str(value))
-    raise ValueError(f"unknown kind {kind!r} in the kernel's answer")
+    raise ValueError(_("unknown kind {kind!r} in the kernel's answer").format(kind=kind))
