@@ -103,8 +103,10 @@ def start_lab(root_dir: Path, state_dir: Path) -> LabServer:
 
 
 def trust(root_dir: Path, env: dict) -> None:
-    """`jupyter trust` every course notebook, as `make course` does (saved widgets show only in trusted notebooks)."""
-    notebooks = sorted(str(p) for folder in COURSE_FOLDERS for p in (root_dir / folder).glob("*.ipynb"))
+    """`jupyter trust` every course notebook, as `make course` does (saved widgets show only in trusted notebooks);
+    the Chinese ones (<folder>/zh/) too."""
+    notebooks = sorted(str(p) for folder in COURSE_FOLDERS for pattern in ("*.ipynb", "zh/*.ipynb")
+                       for p in (root_dir / folder).glob(pattern))
     jupyter = Path(venv_python()).with_name("jupyter")
     command = [str(jupyter), "trust", *notebooks] if jupyter.exists() else [venv_python(), "-m", "jupyter", "trust", *notebooks]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)

@@ -56,7 +56,8 @@ class LabTab:
             self.page.goto(self.server.url(f"lab/tree/{urllib.parse.quote(path)}?reset"))
         self.loaded = False  # until the notebook is closed again
         self.page.wait_for_selector(f"{PANEL} .jp-Cell", timeout=timeout_s * 1000)
-        notebook = Notebook(self.page, Path(path).name, artifacts)
+        metadata = json.loads((self.server.root_dir / path).read_text(encoding="utf-8"))["metadata"]
+        notebook = Notebook(self.page, Path(path).name, artifacts, metadata.get("minigpt2", {}).get("language", "en"))
         notebook.wait_for_kernel_idle(timeout_s)
         return notebook
 

@@ -32,11 +32,18 @@ def menu(page, top: str, command: str, timeout_ms: float = 30_000) -> None:
 class Notebook:
     """One notebook open in JupyterLab's main area."""
 
-    def __init__(self, page, name: str, artifacts: Path):
+    def __init__(self, page, name: str, artifacts: Path, language: str = "en"):
         self.page = page
         self.name = name
         self.artifacts = artifacts
+        self.language = language  # the notebook's (metadata.minigpt2.language): its widgets and checks speak it
         self._shots = 0
+
+    def word(self, message: str) -> str:
+        """One of the package's messages as this notebook shows it (a widget's label, a check's line)."""
+        from minigpt2.i18n.messages import translations
+
+        return translations(self.language).gettext(message)
 
     # ------------------------------------------------------------------ the kernel and running cells
 
@@ -152,7 +159,8 @@ class AttentionWidgetView:
         self.root = root
 
     def dropdown(self, name: str):
-        label = self.page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(name)}$"))
+        """The selector labelled ``name`` ("layer", "head", "token": the English label, shown in the notebook's language)."""
+        label = self.page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(self.notebook.word(name))}$"))
         return self.root.locator(".widget-dropdown").filter(has=label).locator("select")
 
     def options(self, name: str) -> list[str]:
@@ -223,6 +231,22 @@ class AttentionWidgetView:
             if time.monotonic() > deadline:
                 raise AssertionError(f"the {name} selector lists {options}, not {expected}")
             time.sleep(0.2)
+
+    def selected(self, name: str) -> str:
+        return self.dropdown(name).evaluate("select => select.selectedOptions[0].textContent")
+
+    def status_start(self, n_tokens: int | None = None) -> str:
+        """A pattern for the start of the widget's message: "12 tokens · " (any number when ``n_tokens`` is None)."""
+        start = self.notebook.word("{n} tokens · {where}").split("{where}")[0]
+        return "^" + re.escape(start).replace(re.escape("{n}"), r"\d+" if n_tokens is None else str(n_tokens))
+
+    def status_where(self) -> str:
+        """A pattern for the layer and head the widget's message should name now (one head: both; all heads: the layer)."""
+        layer = self.selected("layer")
+        if self.dropdown("head").is_disabled():
+            return re.escape(self.notebook.word("layer {layer}").format(layer=layer)) + r"(?!\d)"
+        where = self.notebook.word("layer {layer}, head {head}").format(layer=layer, head=self.selected("head"))
+        return re.escape(where) + r"(?!\d)"
 
     def wait_for_message(self, pattern: str, timeout_s: float = 30) -> str:
         deadline = time.monotonic() + timeout_s

@@ -1,21 +1,24 @@
-"""An exercises notebook in JupyterLab: a check cell run on an untouched stub shows the friendly
-"not attempted" line (⏳), not a traceback."""
+"""An exercises notebook in JupyterLab, in English and in Chinese (exercises/zh/): a check cell run on an
+untouched stub shows the friendly "not attempted" line (⏳) in the notebook's language, not a traceback."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
+
 from lab_server import ROOT
 
 
-def exercises_notebook() -> str:
-    """exercises/03_*.ipynb (attention) once it exists, else the welcome exercises."""
-    found = sorted((ROOT / "exercises").glob("03_*.ipynb"))
-    return f"exercises/{found[0].name if found else '00_welcome.ipynb'}"
+def exercises_notebook(folder: str) -> str:
+    """<folder>/03_*.ipynb (attention) once it exists, else the welcome exercises."""
+    found = sorted((ROOT / folder).glob("03_*.ipynb"))
+    return f"{folder}/{found[0].name if found else '00_welcome.ipynb'}"
 
 
-def test_a_check_on_an_untouched_stub_says_not_attempted(tab):
-    notebook = tab.open(exercises_notebook())
+@pytest.mark.parametrize("folder", ["exercises", "exercises/zh"], ids=["en", "zh"])
+def test_a_check_on_an_untouched_stub_says_not_attempted(tab, folder):
+    notebook = tab.open(exercises_notebook(folder))
     sources = notebook.cell_sources()
     check_cell = next(i for i, source in enumerate(sources) if source.startswith("check("))
     exercise_id = re.match(r'check\("([\d.]+)"', sources[check_cell]).group(1)
@@ -25,7 +28,9 @@ def test_a_check_on_an_untouched_stub_says_not_attempted(tab):
     output = notebook.output_text(check_cell)
     notebook.screenshot(f"check {exercise_id} not attempted", notebook.cells().nth(check_cell))
 
-    assert output.startswith(f"⏳ Exercise {exercise_id}"), f"the check printed {output!r}"
-    assert "not attempted yet" in output and "0/" in output
+    heading = notebook.word("{mark} Exercise {id} — {title}: {earned}/{points} points").split("{title}")[0]
+    assert output.startswith(heading.format(mark="⏳", id=exercise_id)), f"the check printed {output!r}"
+    not_attempted = notebook.word("not attempted yet: replace the `raise NotImplementedError` line with your code.")
+    assert re.split("[:：]", not_attempted)[0] in output and "0/" in output
     assert notebook.output_mime_types(check_cell) == ["application/vnd.jupyter.stdout"], "the check wrote to stderr"
     assert not notebook.tracebacks(), f"a traceback is shown: {notebook.tracebacks()[0]}"

@@ -1,7 +1,7 @@
-"""Lessons 03, 04 and 10 in JupyterLab, the way a learner meets them: run every cell from the
-Run menu, then use each attention widget the lesson shows — its heatmap appears, another
-head and another layer redraw it, a new text brings its own tokens. Screenshots of every
-step land in test-artifacts/browser/<test>/.
+"""Lessons 03, 04 and 10 in JupyterLab, the way a learner meets them, and lesson 03 in Chinese
+(notebooks/zh/): run every cell from the Run menu, then use each attention widget the lesson
+shows — its heatmap appears, another head and another layer redraw it, a new text brings its own
+tokens. Screenshots of every step land in test-artifacts/browser/<test>/.
 
 A lesson whose notebook does not exist yet, or does not show its widget yet, is skipped
 with the reason.
@@ -31,14 +31,15 @@ class Lesson:
     widget: str  # the minigpt2.viz class the lesson shows
 
     @property
-    def name(self) -> str:
-        return self.path.split("/")[-1].removesuffix(".ipynb")
+    def name(self) -> str:  # 03_attention, zh_03_attention
+        return self.path.removeprefix("notebooks/").removesuffix(".ipynb").replace("/", "_")
 
 
 LESSONS = [
     Lesson("notebooks/03_attention.ipynb", "AttentionWidget"),
     Lesson("notebooks/04_multi_head_attention.ipynb", "AttentionWidget"),
     Lesson("notebooks/10_attention_explorer.ipynb", "AttentionExplorer"),
+    Lesson("notebooks/zh/03_attention.ipynb", "AttentionWidget"),  # the English code, Chinese prose and labels
 ]
 
 
@@ -90,7 +91,7 @@ def use_every_widget(notebook) -> None:
         label = f"widget {number}"
         pictures = controls_and_heatmap_render(view, label)
         text = view.text_box.input_value()
-        n_tokens = int(view.wait_for_message(r"^\d+ tokens").split()[0])
+        n_tokens = int(view.wait_for_message(view.status_start()).split()[0])
         pieces = lessons_tokenizer(text, n_tokens, view.options("token") if view.dropdown("token").count() else [])
         for control in ("head", "layer"):
             if len(view.options(control)) > 1:

@@ -36,16 +36,16 @@ def choosing(view: AttentionWidgetView, control: str, before: list[Picture], lab
     """Pick another value in the ``control`` selector ("head" or "layer"); every picture must change.
     (AttentionWidget turns its head selector off in the all-heads grid: then switch to one head first.)"""
     if view.dropdown(control).is_disabled():
-        view.root.locator(".widget-toggle-button", has_text="one head").click()
+        view.root.locator(".widget-toggle-button", has_text=view.notebook.word("one head")).click()
         before = view.wait_for_new_pictures(before, "switching to the one-head view", timeout_s)
         assert view.dropdown(control).is_enabled(), f"{label}: the {control} selector stays disabled"
     options = view.options(control)
-    current = view.dropdown(control).evaluate("select => select.selectedOptions[0].textContent")
+    current = view.selected(control)
     assert len(options) > 1, f"{label}: the {control} selector offers only {options}"
     target = next(o for o in reversed(options) if o != current)
     view.select(control, target)
     after = view.wait_for_new_pictures(before, f"choosing {control} {target}", timeout_s)
-    view.wait_for_message(rf"\b{control} {target}\b")
+    view.wait_for_message(view.status_where())
     view.notebook.screenshot(f"{label} {control} {target}", view.root, after)
     return after
 
@@ -56,7 +56,7 @@ def typing(view: AttentionWidgetView, text: str, tokens: Sequence[str], before: 
     the explorer also lists them in its token selector)."""
     view.type_text(text)
     after = view.wait_for_new_pictures(before, "typing a new text", timeout_s)
-    view.wait_for_message(rf"^{len(tokens)} tokens\b")
+    view.wait_for_message(view.status_start(len(tokens)))
     if view.dropdown("token").count():
         expected = [f"{i}: {display_token(piece, max_len=24)}" for i, piece in enumerate(tokens)]
         view.wait_for_options("token", expected)
