@@ -54,6 +54,10 @@ def cmd_exercises(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     from minigpt2.i18n.notebooks import TranslationError, out_of_date, write_twins
 
+    if not (args.root / "translations" / args.lang).is_dir():
+        print(f"minigpt2 translate: {args.root / 'translations' / args.lang} is not a folder: run this in the course's "
+              "repository, or name it with --root.", file=sys.stderr)
+        return 2
     try:
         if args.check:
             problems = out_of_date(args.root, args.lang)

@@ -126,6 +126,11 @@ def test_stale_and_missing_translations_are_errors_naming_notebook_and_cells(tmp
     assert "the catalog has cells the notebook no longer has: cell1" in "\n".join(expected_twins(root, partial=True)[1])
 
 
+def test_translate_outside_the_course_says_where_to_run_it(tmp_path, capsys):
+    assert cli(["translate", "--root", str(tmp_path)]) == 2
+    assert "run this in the course's repository, or name it with --root" in capsys.readouterr().err
+
+
 def test_a_twin_left_without_catalog_is_out_of_date_and_removed(tmp_path, capsys):
     root = course(tmp_path)
     assert cli(["translate", "--root", str(root)]) == 0
