@@ -227,7 +227,7 @@ def _train_step(model, optimizer, micro_batches, grad_clip, *, divide=True, clip
     """The reference step; each keyword set to False makes it one of the common mistakes."""
     total = 0.0
     for x, y in micro_batches:
-        _, loss = model(x, y)
+        loss = model(x, y)[1]
         (loss / len(micro_batches) if divide else loss).backward()
         total += loss.item()
     if clip_before_step:
@@ -251,7 +251,7 @@ def _step_twice(step_fn, grad_clip, n_micro):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     g = torch.Generator().manual_seed(n_micro)
     losses = []
-    for _ in range(2):
+    for _step in range(2):
         batches = [(torch.randint(13, (3, 8), generator=g), torch.randint(13, (3, 8), generator=g)) for _ in range(n_micro)]
         args = (model, optimizer, batches, grad_clip)
         losses.append(step_fn(*args))

@@ -198,7 +198,7 @@ class AttentionWidget:
 
     def _build(self, weights: np.ndarray, pieces: list[str]) -> Figure:
         """A new figure for this view and these tokens; later redraws only swap its data."""
-        n_head, T, _ = weights.shape
+        n_head, T = weights.shape[:2]
         if self.view.value == ALL_HEADS:
             fig = attention_grid(weights, pieces, fig=new_figure(grid_figsize(n_head, T)))
             self._heatmaps = fig.axes[:n_head]  # the grid's cells, head by head
