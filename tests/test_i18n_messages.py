@@ -166,3 +166,23 @@ def test_the_widgets_label_their_controls_in_chinese(chinese):
     assert w.view.options == (("单个头", "one head"), ("所有头", "all heads"))  # (label, value): values stay English
     assert w.view.value == "one head"
     assert w.message.value.startswith("3 个词元 · 第 0 层，头 0")
+
+
+def test_no_function_that_translates_hides_underscore(root):
+    """`_, x = f()` in a function makes `_` local to all of it: its `_("…")` calls then fail (a check
+    would report 'the check itself failed'). Modules that translate use another throwaway name."""
+    import ast
+
+    offenders = []
+    for path in sorted((root / "minigpt2").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if not any(isinstance(n, ast.ImportFrom) and n.module == "minigpt2.i18n.messages"
+                   and any(a.name == "_" for a in n.names) for n in tree.body):
+            continue
+        comprehensions = {id(n) for c in ast.walk(tree) if isinstance(c, (ast.ListComp, ast.SetComp, ast.DictComp,
+                                                                           ast.GeneratorExp))
+                          for g in c.generators for n in ast.walk(g.target)}
+        offenders += [f"{path.relative_to(root)}:{n.lineno}" for n in ast.walk(tree)
+                      if isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store)
+                      and id(n) not in comprehensions]
+    assert not offenders, offenders
