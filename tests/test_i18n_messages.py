@@ -148,7 +148,7 @@ def test_grade_json_speaks_chinese_with_minigpt2_lang(root):
     report = json.loads(done.stdout)
     assert report["language"] == "zh" and report["score"] == report["max_score"]
     assert [r["title"] for r in report["exercises"]] == ["字符串的字节数", "线性层的参数", "数值稳定的 softmax"]
-    assert all(r["status"] == "passed" for r in report["exercises"])
+    assert all(r["status"] == "passed" and r["message"] == "通过" for r in report["exercises"])
 
     done = subprocess.run([sys.executable, "-m", "minigpt2", "grade", "no_such_notebook.ipynb"],
                           capture_output=True, text=True, env=env, cwd=root, timeout=120)

@@ -338,7 +338,7 @@ def run_exercise(ex: Exercise, obj: Any, *, missing: bool = False, watch: bool =
     finally:
         _RUNNING.reset(token)
         _WATCHING.reset(watching)
-    return result(True, "passed", "passed")
+    return result(True, "passed", _("passed"))
 
 
 MESSAGE_WIDTH = 100  # columns: JupyterLab breaks a longer output line anywhere, mid-word too
