@@ -139,13 +139,14 @@ _CJK_FILES = re.compile(r"cjk|wqy|wenquanyi|sourcehan|msyh|yahei|pingfang|simhei
 
 def _cjk_font() -> Finding:
     """Chinese text in plots needs a font with CJK glyphs (for the Chinese course, MINIGPT2_LANG=zh, a must)."""
+    what = _("Chinese font")
     try:
         from minigpt2.utils import cjk_font
     except ImportError as e:  # torch missing: reported above
-        return Finding(True, "Chinese font", f"not checked ({e})")
+        return Finding(True, what, _("not checked ({reason})").format(reason=e))
     font = cjk_font()
     if font is not None:
-        return Finding(True, "Chinese font", f"{font}: plots show Chinese text")
+        return Finding(True, what, _("{font}: plots show Chinese text").format(font=font))
     from matplotlib import font_manager, get_cachedir
 
     from minigpt2.i18n.messages import current_language
@@ -153,17 +154,19 @@ def _cjk_font() -> Finding:
     needed = current_language() == "zh"
     unseen = [path for path in font_manager.findSystemFonts() if _CJK_FILES.search(Path(path).name)]
     if unseen:
-        return Finding(not needed, "Chinese font", f"{Path(unseen[0]).name} is installed, but matplotlib's list of "
-                       "fonts was made before it", f"delete {Path(get_cachedir()) / 'fontlist-*.json'} (matplotlib "
-                       "makes it again, with the new font) and restart the notebook's kernel")
+        return Finding(not needed, what,
+                       _("{file} is installed, but matplotlib's list of fonts was made before it").format(
+                           file=Path(unseen[0]).name),
+                       _("delete {cache} (matplotlib makes it again, with the new font) and restart the notebook's "
+                         "kernel").format(cache=Path(get_cachedir()) / "fontlist-*.json"))
     if sys.platform.startswith("linux"):
-        advice = ("install one: `sudo apt-get install fonts-noto-cjk` (Debian, Ubuntu), `sudo dnf install "
-                  "google-noto-sans-cjk-fonts` (Fedora), then run `minigpt2 doctor` again")
+        advice = _("install one: `sudo apt-get install fonts-noto-cjk` (Debian, Ubuntu), `sudo dnf install "
+                   "google-noto-sans-cjk-fonts` (Fedora), then run `minigpt2 doctor` again")
     else:  # macOS has PingFang SC, Windows Microsoft YaHei
-        advice = "this system normally comes with one (PingFang SC on macOS, Microsoft YaHei on Windows): reinstall it"
-    detail = "none found: Chinese text in plots shows as empty boxes"
-    return Finding(not needed, "Chinese font", detail + ("" if needed else " (the English course does not need one)"),
-                   advice)
+        advice = _("this system normally comes with one (PingFang SC on macOS, Microsoft YaHei on Windows): reinstall it")
+    detail = (_("none found: Chinese text in plots shows as empty boxes") if needed else
+              _("none found: Chinese text in plots shows as empty boxes (the English course does not need one)"))
+    return Finding(not needed, what, detail, advice)
 
 
 def diagnose() -> list[Finding]:
