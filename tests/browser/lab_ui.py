@@ -150,6 +150,10 @@ class Picture:
         return int.from_bytes(self.png[16:20], "big"), int.from_bytes(self.png[20:24], "big")
 
 
+# The widgets' messages (minigpt2.viz) that name the layer or head shown.
+STATUS_NAMING = ("layer {layer}", "layer {layer}, head {head}", " · bars: head {head}")
+
+
 class AttentionWidgetView:
     """An AttentionWidget / AttentionExplorer as the browser shows it."""
 
@@ -240,13 +244,17 @@ class AttentionWidgetView:
         start = self.notebook.word("{n} tokens · {where}").split("{where}")[0]
         return "^" + re.escape(start).replace(re.escape("{n}"), r"\d+" if n_tokens is None else str(n_tokens))
 
-    def status_where(self) -> str:
-        """A pattern for the layer and head the widget's message should name now (one head: both; all heads: the layer)."""
-        layer = self.selected("layer")
-        if self.dropdown("head").is_disabled():
-            return re.escape(self.notebook.word("layer {layer}").format(layer=layer)) + r"(?!\d)"
-        where = self.notebook.word("layer {layer}, head {head}").format(layer=layer, head=self.selected("head"))
-        return re.escape(where) + r"(?!\d)"
+    def status_naming(self, control: str, value: str) -> str:
+        """A pattern for the widget's message naming ``control`` ("layer" or "head") as ``value``, in the notebook's
+        language: the widgets' messages that name one ("layer 1, head 2", the explorer's " · bars: head 2")."""
+        patterns = []
+        for template in STATUS_NAMING:
+            shown = re.escape(self.notebook.word(template))
+            placeholder = re.escape("{" + control + "}")
+            if placeholder in shown:
+                shown = shown.replace(placeholder, re.escape(value))
+                patterns.append(re.sub(r"\\\{\w+\\\}", r"\\d+", shown) + r"(?!\d)")  # the other placeholders: any number
+        return "|".join(patterns)
 
     def wait_for_message(self, pattern: str, timeout_s: float = 30) -> str:
         deadline = time.monotonic() + timeout_s

@@ -45,7 +45,7 @@ def choosing(view: AttentionWidgetView, control: str, before: list[Picture], lab
     target = next(o for o in reversed(options) if o != current)
     view.select(control, target)
     after = view.wait_for_new_pictures(before, f"choosing {control} {target}", timeout_s)
-    view.wait_for_message(view.status_where())
+    view.wait_for_message(view.status_naming(control, target))
     view.notebook.screenshot(f"{label} {control} {target}", view.root, after)
     return after
 
