@@ -71,6 +71,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
         print(f"minigpt2 translate: these translations are missing or out of date:\n{err}\n"
               "Translate those cells in the catalogs (or write the others now with --partial).", file=sys.stderr)
         return 2
+    except (OSError, ValueError) as err:  # an unreadable notebook or catalog, a solution the exercise generator refuses
+        print(f"minigpt2 translate: {err}", file=sys.stderr)
+        return 2
     for path in written:
         print(f"wrote {path}")
     for path in removed:

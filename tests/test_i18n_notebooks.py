@@ -126,6 +126,23 @@ def test_stale_and_missing_translations_are_errors_naming_notebook_and_cells(tmp
     assert "the catalog has cells the notebook no longer has: cell1" in "\n".join(expected_twins(root, partial=True)[1])
 
 
+def test_a_translated_exercise_heading_must_keep_its_number(tmp_path, capsys):
+    root = course(tmp_path)
+    po = catalog_path(root, "solutions", "03_attention.ipynb")
+    po.write_text(po.read_text(encoding="utf-8").replace("练习 03.1", "练习 03.2"), encoding="utf-8")
+    assert cli(["translate", "--root", str(root)]) == 2
+    assert ("solutions/03_attention.ipynb: the translation's exercise headings number 03.2, the English ones 03.1"
+            in capsys.readouterr().err)
+
+
+def test_a_solution_the_generator_refuses_is_an_error_not_a_traceback(tmp_path, capsys):
+    root = course(tmp_path)
+    po = catalog_path(root, "solutions", "03_attention.ipynb")
+    po.write_text(po.read_text(encoding="utf-8").replace("### 练习 03.1 — ", "### "), encoding="utf-8")
+    assert cli(["translate", "--root", str(root), "--partial"]) == 2
+    assert "a solution region with no '### Exercise NN.K — Title' heading above it" in capsys.readouterr().err
+
+
 def test_translate_outside_the_course_says_where_to_run_it(tmp_path, capsys):
     assert cli(["translate", "--root", str(tmp_path)]) == 2
     assert "run this in the course's repository, or name it with --root" in capsys.readouterr().err

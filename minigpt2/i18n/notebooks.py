@@ -212,6 +212,13 @@ def translate(notebook: nbformat.NotebookNode, catalog: dict[str, tuple[str, str
     return twin
 
 
+def exercise_ids(notebook: nbformat.NotebookNode) -> list[str]:
+    """The numbers of the exercise headings (``### Exercise 03.1 — …``, ``### 练习 03.1 — …``), in order."""
+    from minigpt2.grading.generator import HEADING
+
+    return [m["id"] for cell in notebook.cells if cell.cell_type == "markdown" for m in HEADING.finditer(cell.source)]
+
+
 def expected_twins(root: str | Path, lang: str = "zh", partial: bool = False) -> tuple[dict[str, str], list[str]]:
     """What ``minigpt2 translate`` writes: the text of every twin notebook the catalogs give, by its path from
     ``root`` (``notebooks/zh/03_attention.ipynb``, and ``exercises/zh/…`` for each solutions catalog), and the
@@ -233,6 +240,9 @@ def expected_twins(root: str | Path, lang: str = "zh", partial: bool = False) ->
         catalog = read_catalog(catalog_path(root, kind, name, lang))
         problems += coverage(english, catalog).problems(f"{kind}/{name}")
         twin = translate(english, catalog, kind, lang, twins.__contains__)
+        if exercise_ids(twin) != exercise_ids(english):
+            problems.append(f"{kind}/{name}: the translation's exercise headings number {', '.join(exercise_ids(twin))}, "
+                            f"the English ones {', '.join(exercise_ids(english))}")
         texts[f"{kind}/{lang}/{name}"] = render(twin)
         if kind == "solutions":
             texts[f"exercises/{lang}/{name}"] = render(make_exercises(twin, name=f"solutions/{lang}/{name}"))
