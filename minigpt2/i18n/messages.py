@@ -162,8 +162,10 @@ def update_catalogs() -> None:
     extract()
     for locale in filter(None, LOCALES.values()):
         command = "update" if catalog_path(locale).is_file() else "init"
+        # update: a new message gets an empty translation (never a fuzzy guess) and a removed one is dropped
+        fresh = ["--no-fuzzy-matching", "--ignore-obsolete"] if command == "update" else []
         subprocess.run([*PYBABEL, command, "-D", DOMAIN, "-i", str(TEMPLATE), "-d", str(LOCALE_DIR), "-l", locale,
-                        "-w", "100", *(["--no-fuzzy-matching"] if command == "update" else [])], check=True, cwd=ROOT)
+                        "-w", "100", *fresh], check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":
