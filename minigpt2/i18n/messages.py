@@ -3,9 +3,8 @@
 Every user-facing message is written as ``_("expected shape {expected}, got {got}").format(...)``:
 ``_`` looks the English text up in the ``minigpt2`` domain's catalog for the current language, and
 the named placeholders let a translation put the values in its own order. Counts use
-``ngettext(singular, plural, n)``. Texts that exist before a language is known (the exercises'
-titles, registered at import) are marked with ``N_`` where they are written and translated where
-they are shown.
+``ngettext(singular, plural, n)``. The exercises' titles, registered at import before a language is
+known, are extracted from ``@exercise(id, title, …)`` itself and translated where they are shown.
 
 The language: ``set_language("zh")``, else the language of the notebook this kernel runs
 (``metadata.minigpt2.language``, "zh" in the Chinese notebooks; JupyterLab names the notebook in the
@@ -136,11 +135,6 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(current_language()).ngettext(singular, plural, n)
 
 
-def N_(message: str) -> str:
-    """Marks ``message`` for extraction without translating it (translated later, where it is shown)."""
-    return message
-
-
 def columns(text: str) -> int:
     """How many terminal columns ``text`` takes: a Chinese character takes two (to line up tables)."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
@@ -152,7 +146,7 @@ PYBABEL = [sys.executable, "-m", "babel.messages.frontend"]
 def extract(template: Path = TEMPLATE) -> None:
     """Write the template (.pot) of every message marked in the package's sources (babel.cfg says where)."""
     template.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([*PYBABEL, "extract", "-F", str(ROOT / "babel.cfg"), "-k", "N_", "-k", "exercise:2", "--project",
+    subprocess.run([*PYBABEL, "extract", "-F", str(ROOT / "babel.cfg"), "-k", "exercise:2", "--project",
                     DOMAIN, "--no-location", "--sort-output", "-w", "100", "-o", str(template), DOMAIN],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
