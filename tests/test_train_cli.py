@@ -59,7 +59,7 @@ def test_list_presets(capsys):
         (["--batch-size", "0"], "--batch-size"),
         (["--tokenizer", "words"], "--tokenizer"),
         (["--warmup-iters", "500", "--max-iters", "100"], "--warmup-iters"),
-        (["--block-size", "200000"], "too few for windows of --block-size 200000"),
+        (["--block-size", "200000"], "needs block_size + 1 = 200001 tokens"),
         (["--no-such-flag"], "unrecognized arguments"),
     ],
 )

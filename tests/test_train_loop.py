@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from minigpt2.train import TrainConfig, train
-from minigpt2.train.dataset import Batches, load_tokens
+from minigpt2.data import get_batch, window
+from minigpt2.train.dataset import Batches, eval_batches, load_tokens
 from minigpt2.train.loop import History, model_config, resolve_dtype
 
 
@@ -107,6 +108,21 @@ def test_processes_split_the_global_batch(data):
     halves = [Batches(data.train, 2, 16, seed=3, rank=r, world_size=2) for r in (0, 1)]
     x, _ = whole(9, 0)
     assert torch.equal(torch.cat([h(9, 0)[0] for h in halves]), x)
+
+
+def test_one_window_needs_block_size_plus_one_tokens_everywhere():
+    """The training batches follow minigpt2.data's rule: block_size + 1 tokens hold exactly one window."""
+    stream = torch.arange(17)  # block_size 16 + 1
+    only = (stream[:-1], stream[1:])
+    for x, y in (Batches(stream, 3, 16, seed=0)(0, 0), eval_batches(stream, 1, 3, 16, 0, torch.device("cpu"))[0],
+                 get_batch(stream, 3, 16)):
+        assert torch.equal(x, only[0].expand(3, 16)) and torch.equal(y, only[1].expand(3, 16))
+    assert all(torch.equal(a, b) for a, b in zip(window(stream, 0, 16), only))
+    short = stream[:-1]  # 16 tokens: no window
+    for make in (lambda: Batches(short, 3, 16), lambda: eval_batches(short, 1, 3, 16, 0, torch.device("cpu")),
+                 lambda: get_batch(short, 3, 16), lambda: window(short, 0, 16)):
+        with pytest.raises(ValueError, match=r"needs block_size \+ 1 = 17 tokens .* has 16"):
+            make()
 
 
 def test_vocab_is_padded_to_the_multiple(tmp_path):
