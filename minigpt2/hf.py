@@ -23,6 +23,7 @@ import torch
 
 from minigpt2.datafiles import offline
 from minigpt2.model import GPT, GPTConfig, HUB_NAMES
+from minigpt2.tokenizer.gpt2 import END_OF_TEXT_ID
 from minigpt2.train.checkpoint import CheckpointError
 
 CONFIG_FILE = "config.json"
@@ -31,7 +32,6 @@ WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # large checkpoints split i
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 HUB_ORGANISATION = "openai-community"
-GPT2_EOT = 50256  # the id of <|endoftext|> in GPT-2's vocabulary
 
 
 # --------------------------------------------------------------------------- state dicts
@@ -167,8 +167,8 @@ def config_to_hf(config: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
         "scale_attn_weights": True,
         "tie_word_embeddings": True,
         # <|endoftext|>, when the vocabulary is GPT-2's (or nanoGPT's padded 50304); none for other tokenizers
-        "bos_token_id": GPT2_EOT if config.vocab_size > GPT2_EOT else None,
-        "eos_token_id": GPT2_EOT if config.vocab_size > GPT2_EOT else None,
+        "bos_token_id": END_OF_TEXT_ID if config.vocab_size > END_OF_TEXT_ID else None,
+        "eos_token_id": END_OF_TEXT_ID if config.vocab_size > END_OF_TEXT_ID else None,
         "torch_dtype": str(dtype).removeprefix("torch."),
     }
 

@@ -32,8 +32,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-END_OF_TEXT = "<|endoftext|>"
-GPT2_END_OF_TEXT_ID = 50256  # GPT-2's <|endoftext|>, the last of its 50,257 ids
+from minigpt2.tokenizer.gpt2 import END_OF_TEXT, END_OF_TEXT_ID
 
 LogitsTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -207,12 +206,12 @@ def prepare_prompt(idx: torch.Tensor, block_size: int, vocab_size: int) -> torch
         what = f"shape {tuple(idx.shape)}, dtype {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
         raise ValueError(f"the prompt should be a (B, T) tensor of token ids, got {what}; one sequence is torch.tensor([ids])")
     if idx.size(1) == 0:
-        if vocab_size <= GPT2_END_OF_TEXT_ID:
+        if vocab_size <= END_OF_TEXT_ID:
             raise ValueError(
-                f"an empty prompt starts from <|endoftext|> (id {GPT2_END_OF_TEXT_ID}), which a vocabulary of "
+                f"an empty prompt starts from <|endoftext|> (id {END_OF_TEXT_ID}), which a vocabulary of "
                 f"{vocab_size} tokens does not have: give the prompt at least one token"
             )
-        return torch.full((idx.size(0), 1), GPT2_END_OF_TEXT_ID, dtype=torch.long, device=idx.device)
+        return torch.full((idx.size(0), 1), END_OF_TEXT_ID, dtype=torch.long, device=idx.device)
     if idx.size(1) > block_size:
         warnings.warn(
             f"the prompt has {idx.size(1)} tokens, more than the model's context of {block_size}: "
@@ -351,12 +350,26 @@ def _end_of_text_id(tokenizer) -> int | None:
     return eot if isinstance(eot, int) else None
 
 
-def _token_bytes(tokenizer, token_id: int) -> bytes:
-    """The bytes of one token: byte-level tokenizers (ours, tiktoken) may cut a character
-    between two tokens; others give whole characters."""
-    if hasattr(tokenizer, "decode_bytes"):
-        return tokenizer.decode_bytes([token_id])
-    return tokenizer.decode([token_id]).encode("utf-8")
+def token_bytes(tokenizer, token_id: int) -> bytes:
+    """The bytes of one generated token. Byte-level tokenizers (ours, tiktoken) may cut a
+    character between two tokens; others give whole characters; a special token gives its text.
+
+    An id the tokenizer does not have is one of a padded vocabulary's extra rows
+    (``vocab_multiple`` rounds the model's vocabulary up, and no text holds those ids, so a
+    trained model seldom picks one): it comes out as the marker ``<|unused 50300|>``, so the
+    text shows that the model chose it without stopping the generation."""
+    try:
+        if hasattr(tokenizer, "decode_bytes"):
+            return tokenizer.decode_bytes([token_id])
+        return tokenizer.decode([token_id]).encode("utf-8")
+    except (KeyError, IndexError, ValueError):  # the tokenizers' "no such id" (ours raise UnknownTokenError)
+        return f"<|unused {token_id}|>".encode()
+
+
+def decode_tokens(tokenizer, ids: Sequence[int]) -> str:
+    """The text of generated ``ids``, each token as :func:`token_bytes` gives it; bytes that are
+    not valid UTF-8 (a character cut off at the end) become '�'."""
+    return b"".join(token_bytes(tokenizer, int(i)) for i in ids).decode("utf-8", errors="replace")
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
@@ -444,7 +457,7 @@ def stream_text(
         token = int(next_id)
         if token == eot:
             break
-        piece = assembler.feed(_token_bytes(tokenizer, token))
+        piece = assembler.feed(token_bytes(tokenizer, token))
         if piece:
             yield piece
         if assembler.stopped:
@@ -499,8 +512,6 @@ def perplexity(model, ids: Sequence[int] | torch.Tensor, stride: int | None = No
 
 
 __all__ = [
-    "END_OF_TEXT",
-    "GPT2_END_OF_TEXT_ID",
     "LogitsTransform",
     "Temperature",
     "TextAssembler",
@@ -509,6 +520,7 @@ __all__ = [
     "apply_transforms",
     "check_sampling_settings",
     "complete_text",
+    "decode_tokens",
     "encode_prompt",
     "generate_tokens",
     "logits_transforms",
@@ -517,6 +529,7 @@ __all__ = [
     "prepare_prompt",
     "sample_next",
     "stream_text",
+    "token_bytes",
     "top_k_filter",
     "top_p_filter",
 ]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from minigpt2.hf import GPT2_EOT
+from minigpt2.tokenizer.gpt2 import END_OF_TEXT_ID
 
 IGNORE = -1  # the target GPT.forward's cross-entropy ignores
 PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -44,8 +44,8 @@ class InstructBatch:
     truncated: int  # examples cut to max_length tokens
 
 
-def collate_instructions(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = GPT2_EOT,
-                         max_length: int = 1024, mask_prompt: bool = True, end_id: int = GPT2_EOT) -> InstructBatch:
+def collate_instructions(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = END_OF_TEXT_ID,
+                         max_length: int = 1024, mask_prompt: bool = True, end_id: int = END_OF_TEXT_ID) -> InstructBatch:
     """Stack (prompt ids, response ids) pairs into inputs and targets (B, T).
 
     Each sequence is prompt + response + ``end_id``; inputs are all but its last token, targets
@@ -110,7 +110,7 @@ def _supports_attention_mask(model) -> bool:
 
 @torch.no_grad()
 def generate_responses(model, tokenizer, records: Sequence[dict], max_new_tokens: int = 64, batch_size: int = 8,
-                       end_id: int = GPT2_EOT, min_new_tokens: int = 0) -> list[str]:
+                       end_id: int = END_OF_TEXT_ID, min_new_tokens: int = 0) -> list[str]:
     """Greedy answers to ``records``' prompts, cut at ``<|endoftext|>``.
 
     Prompts of a batch are padded on the left, with an attention mask, so that every row's

@@ -9,7 +9,7 @@ import torch
 
 from minigpt2.model import GPT, GPTConfig
 from minigpt2.train.checkpoint import CheckpointError, load_checkpoint, restore
-from minigpt2.sampling import TextAssembler, _token_bytes, generate_tokens
+from minigpt2.sampling import TextAssembler, decode_tokens, generate_tokens, token_bytes
 from minigpt2.train.dataset import tokenizer_from_meta
 
 
@@ -42,8 +42,7 @@ def generate_text(
     device = next(model.parameters()).device
     idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=device)  # (num_samples, T); generate crops the context
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
-    vocab = getattr(tokenizer, "vocab_size", None)
-    return [tokenizer.decode([i for i in row.tolist() if vocab is None or i < vocab]) for row in out]
+    return [decode_tokens(tokenizer, row.tolist()) for row in out]
 
 
 def encode_prompt(tokenizer, prompt: str, allow_special: bool = False) -> list[int]:
@@ -86,19 +85,13 @@ def stream_sample(
 ) -> Iterator[str]:
     """The continuation of ``ids`` as text, piece by piece while it is generated (torch's global generator draws).
 
-    ``<|endoftext|>`` is shown as such; ids beyond the tokenizer's (a padded vocabulary's
-    extra rows, which no text has) are skipped."""
+    ``<|endoftext|>`` is shown as such, and an id of a padded vocabulary's extra rows as a marker
+    (:func:`minigpt2.sampling.token_bytes`)."""
     device = next(model.parameters()).device
-    names = {i: text for text, i in (getattr(tokenizer, "special_tokens", None) or {}).items()}
     assembler = TextAssembler()
     idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
     for next_id in generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p):
-        token = int(next_id)
-        try:
-            data = names[token].encode() if token in names else _token_bytes(tokenizer, token)
-        except ValueError:  # an id of the padding
-            continue
-        piece = assembler.feed(data)
+        piece = assembler.feed(token_bytes(tokenizer, int(next_id)))
         if piece:
             yield piece
     piece = assembler.feed(b"", final=True)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from minigpt2.sampling import token_bytes
 from minigpt2.viz.heatmap import layer_weights, to_numpy
 
 
@@ -84,9 +85,7 @@ class ModelAttention:
     def piece(self, token_id: int) -> str:
         """The text of one token. A BPE token can hold part of a character's UTF-8 bytes;
         those bytes show as escapes (``\\xe4``) rather than as '�'."""
-        if hasattr(self.tokenizer, "decode_bytes"):
-            return self.tokenizer.decode_bytes([token_id]).decode("utf-8", errors="backslashreplace")
-        return self.tokenizer.decode([token_id])
+        return token_bytes(self.tokenizer, token_id).decode("utf-8", errors="backslashreplace")
 
     def tokenize(self, text: str) -> tuple[list[str], list[int]]:
         ids = self._encode(text)
