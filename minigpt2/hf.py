@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from minigpt2.datafiles import offline
-from minigpt2.model import GPT, GPTConfig, HUB_NAMES
+from minigpt2.model import GPT, GPTConfig
 from minigpt2.tokenizer.gpt2 import END_OF_TEXT_ID
 from minigpt2.train.checkpoint import CheckpointError
 
@@ -32,6 +32,7 @@ WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # large checkpoints split i
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 HUB_ORGANISATION = "openai-community"
+HUB_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # what from_pretrained downloads, when online
 
 
 # --------------------------------------------------------------------------- state dicts
@@ -275,6 +276,7 @@ def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
 
 __all__ = [
     "CheckpointError",
+    "HUB_NAMES",
     "from_hf_state_dict",
     "to_hf_state_dict",
     "load_state_dict_into",

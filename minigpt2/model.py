@@ -8,11 +8,10 @@ Parameter names are those of Hugging Face's ``GPT2LMHeadModel`` (``transformer.w
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import Sequence
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from minigpt2.attention import padded_causal_mask
 from minigpt2.kv_cache import KVCache
 from minigpt2.layers import Block, LayerNorm
+from minigpt2.sampling import generate_tokens
 
 GPT2_VOCAB_SIZE = 50257  # 256 byte tokens + 50,000 merges + <|endoftext|>
 
@@ -89,9 +89,6 @@ PRESETS: dict[str, dict] = {
     "micro": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),  # 7.2M
     "mini": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),  # 30M: nanoGPT's Shakespeare model, with GPT-2's vocabulary
 }
-
-HUB_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-
 
 class GPT(nn.Module):
     """GPT-2 as a language model: token ids (B, T) in, next-token logits (B, T, vocab_size) out."""
@@ -228,43 +225,19 @@ class GPT(nn.Module):
         return KVCache(self.config)
 
     @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-        attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    @functools.wraps(generate_tokens, assigned=())  # help() and inspect show generate_tokens' parameters
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, *settings, **named_settings) -> torch.Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; returns (B, T + max_new_tokens).
 
-        temperature 0 is greedy; top_k keeps the k likeliest tokens (a k above the vocabulary
-        keeps them all); top_p keeps the smallest set whose probability reaches p; ``generator``
-        (a seeded ``torch.Generator``) makes the draws repeatable, else torch's global one is used.
-        An empty prompt (T = 0) starts from ``<|endoftext|>`` (not part of the output); the model
-        sees at most the last ``block_size`` tokens (a longer prompt is cropped, with a warning).
-
-        ``use_cache=True`` keeps every layer's keys and values (:mod:`minigpt2.kv_cache`), so each
-        step runs only the newest token. When the context fills up, the window slides one token a
-        step; as the positions are absolute, every cached key changes then, and each step past
-        ``block_size`` tokens recomputes the window in full, as the uncached path does. Cached and
-        uncached give the same tokens (greedy, or sampling with the same seed).
-
-        A batch of prompts of different lengths: left-pad them to one length and pass their
-        ``attention_mask`` (B, T), 1 for a token and 0 for padding (as Hugging Face's
-        ``generate(..., attention_mask=...)`` takes it). Each row then gets the tokens it would
-        get alone: greedy, and sampled when ``generator`` is a list of B generators, one per row
-        (row r draws from ``generator[r]`` as it would alone); one generator (or torch's global
-        one) draws for the whole batch at once, as Hugging Face does, so the rows' draws depend
-        on each other. The padding stays in the output, (B, T + max_new_tokens).
-        See :func:`minigpt2.sampling.generate_tokens`. Call ``model.eval()`` first so dropout is off.
+        The settings are :func:`minigpt2.sampling.generate_tokens`' (``temperature=1.0``, ``top_k=None``,
+        ``top_p=None``, ``use_cache=True``, ``generator=None``, ``attention_mask=None``), and so is
+        what they do: temperature 0 is greedy; an empty prompt (T = 0) starts from ``<|endoftext|>``
+        (not part of the output); the model sees at most the last ``block_size`` tokens; cached and
+        uncached give the same tokens; a left-padded batch with its ``attention_mask`` (B, T) gives
+        each row the tokens it would get alone, the padding staying in the output.
+        Call ``model.eval()`` first so dropout is off.
         """
-        from minigpt2.sampling import generate_tokens
-
-        steps = generate_tokens(self, idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator, attention_mask)
+        steps = generate_tokens(self, idx, max_new_tokens, *settings, **named_settings)
         return torch.cat([idx, *steps], dim=1)
 
     @classmethod
@@ -284,4 +257,4 @@ class GPT(nn.Module):
         hf.save_pretrained(self, directory)
 
 
-__all__ = ["GPTConfig", "GPT", "PRESETS", "HUB_NAMES", "GPT2_VOCAB_SIZE"]
+__all__ = ["GPTConfig", "GPT", "PRESETS", "GPT2_VOCAB_SIZE"]

@@ -177,10 +177,15 @@ def sample_next(
     """
     if logits.dim() != 2:
         raise ValueError(f"sample_next expects logits of shape (B, vocab_size), got {tuple(logits.shape)}; for one row use logits[None]")
-    check_sampling_settings(temperature, top_k, top_p)
-    if temperature == 0:
+    transforms = logits_transforms(temperature, top_k, top_p)  # checks the settings
+    return _pick(logits, None if temperature == 0 else transforms, generator)
+
+
+def _pick(logits: torch.Tensor, transforms: Sequence[LogitsTransform] | None, generator) -> torch.Tensor:
+    """:func:`sample_next` with its settings checked and turned into ``transforms`` (None: greedy)."""
+    if transforms is None:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-    probs = apply_transforms(logits, logits_transforms(temperature, top_k, top_p)).softmax(dim=-1)  # (B, V)
+    probs = apply_transforms(logits, transforms).softmax(dim=-1)  # (B, V)
     if generator is None or isinstance(generator, torch.Generator):
         return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
     generators = list(generator)
@@ -253,10 +258,10 @@ def generate_tokens(
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens should be a whole number >= 0, got {max_new_tokens!r}")
-    check_sampling_settings(temperature, top_k, top_p)
+    transforms = logits_transforms(temperature, top_k, top_p)  # checks the settings, once for every token
     window = prepare_prompt(idx, model.config.block_size, model.config.vocab_size)
     attention_mask = prepare_attention_mask(attention_mask, idx, window)
-    return _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator, attention_mask)
+    return _decode(model, window, max_new_tokens, None if temperature == 0 else transforms, use_cache, generator, attention_mask)
 
 
 def prepare_attention_mask(attention_mask: torch.Tensor | None, idx: torch.Tensor, window: torch.Tensor) -> torch.Tensor | None:
@@ -312,7 +317,7 @@ def _threads(n: int):
 
 
 @torch.inference_mode()
-def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator, mask=None):
+def _decode(model, window, max_new_tokens, transforms, use_cache, generator, mask=None):
     block_size = model.config.block_size
     window = window[:, -block_size:]  # (B, <= block_size): what the model sees
     if mask is not None:
@@ -331,7 +336,7 @@ def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache,
                     cache.reset()
                     unseen = window
                 logits, _ = model(unseen, kv_cache=cache, last_only=True, **padding)  # (B, 1, V)
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+            next_id = _pick(logits[:, -1, :], transforms, generator)  # (B, 1)
         yield next_id
         window = torch.cat([window, next_id], dim=1)[:, -block_size:]  # (B, <= block_size)
         if mask is not None:

@@ -261,6 +261,26 @@ def test_prompts_that_are_not_token_ids_raise_clearly(gpt2_vocab_model, bad):
         generate_tokens(gpt2_vocab_model, bad, 2)
 
 
+def test_the_settings_are_checked_once_per_generate_not_per_token(gpt2_vocab_model, monkeypatch):
+    import minigpt2.sampling as sampling
+
+    calls = []
+    monkeypatch.setattr(sampling, "check_sampling_settings", lambda *a, **k: calls.append(a or k))
+    counts = []
+    for n in (1, 10):
+        calls.clear()
+        gpt2_vocab_model.generate(torch.tensor([[1, 2]]), n, temperature=0.8, top_k=5, top_p=0.9)
+        counts.append(len(calls))
+    assert counts[0] == counts[1] > 0
+
+
+def test_generate_shows_the_parameters_of_generate_tokens():
+    import inspect
+
+    assert list(inspect.signature(GPT(CONFIG).generate).parameters) == [
+        "idx", "max_new_tokens", "temperature", "top_k", "top_p", "use_cache", "generator", "attention_mask"]
+
+
 def test_bad_settings_raise_before_any_step(gpt2_vocab_model):
     idx = torch.tensor([[1]])
     with pytest.raises(ValueError, match="max_new_tokens"):
