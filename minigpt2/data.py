@@ -16,7 +16,6 @@ tokenizer made them (:class:`~minigpt2.chartokenizer.CharTokenizer` or GPT-2's B
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, Union
 
@@ -25,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from minigpt2.chartokenizer import CharTokenizer
-from minigpt2.datafiles import KNOWN_FILES, DataFileError, locate
+from minigpt2.datafiles import KNOWN_FILES, DataFileError, locate, replacing
 
 Tokens = Union[torch.Tensor, np.ndarray, Sequence[int]]
 
@@ -195,20 +194,12 @@ def encode_to_file(path: str | os.PathLike, texts: Iterable[str], encode: Callab
     tokenized by passing its documents (or an open file's lines) as ``texts``.
     The file appears only when complete.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".partial") as f:
-        try:
-            for text in texts:
-                ids = _as_uint16(encode(text))
-                ids.tofile(f)
-                count += ids.size
-        except BaseException:
-            f.close()
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
+    with replacing(path) as written, open(written, "wb") as f:
+        for text in texts:
+            ids = _as_uint16(encode(text))
+            ids.tofile(f)
+            count += ids.size
     return count
 
 

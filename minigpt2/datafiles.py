@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.request
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 DATA_DIR_ENV = "MINIGPT2_DATA_DIR"
 OFFLINE_ENV = "MINIGPT2_OFFLINE"
@@ -97,8 +100,53 @@ def cache_dir() -> Path:
     return Path(base) / "minigpt2"
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to something other than "", 0, false or no."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag(OFFLINE_ENV)
+
+
+@contextmanager
+def replacing(target: str | os.PathLike, prefix: str = ".", suffix: str = ".partial", durable: bool = False) -> Iterator[Path]:
+    """The path to write ``target``'s new content to, renamed over ``target`` when the block ends.
+
+    The path lies in a temporary folder beside ``target`` (named ``prefix…suffix``), so that a
+    half-written file never takes ``target``'s place: an error in the block removes the folder and
+    leaves ``target`` as it was, and ``os.replace`` is atomic on POSIX and Windows. ``durable``
+    also flushes the file to disk before the rename and the rename itself after it (a checkpoint
+    should survive a power cut).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix, suffix=suffix))
+    try:
+        written = work / target.name
+        yield written
+        if durable:
+            with open(written, "rb") as f:
+                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(written, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if durable:
+        _fsync_dir(target.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def sha256_of(path: Path) -> str:
@@ -207,7 +255,6 @@ def locate(name: str, path: str | os.PathLike | None = None, download: bool = Tr
 
 def _download(spec: DataFile) -> Path:
     target = cache_dir() / spec.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(spec.url, timeout=30) as response:
             data = response.read()
@@ -216,13 +263,10 @@ def _download(spec: DataFile) -> Path:
             f"{spec.filename} was not found locally and could not be downloaded from {spec.url} ({err}). "
             f"Offline? Put a copy in a folder and set {DATA_DIR_ENV} to that folder."
         ) from err
-    # Write beside the target, then rename: a half-written file never takes its place.
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-        tmp.write(data)
-    try:
-        verify(Path(tmp.name), spec)
-    except DataFileError as err:
-        os.unlink(tmp.name)
-        raise DataFileError(f"the download from {spec.url} is not the expected file: {err}") from err
-    os.replace(tmp.name, target)
+    with replacing(target) as written:
+        written.write_bytes(data)
+        try:
+            verify(written, spec)
+        except DataFileError as err:
+            raise DataFileError(f"the download from {spec.url} is not the expected file: {err}") from err
     return target

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,17 +9,15 @@ from pathlib import Path
 
 import torch
 
+from minigpt2.datafiles import env_flag
+
 QUICK_ENV = "MINIGPT2_QUICK"
 LOCAL_ENV = "MINIGPT2_LOCAL_MODELS"  # set: the lessons run their local model even where GPT-2's weights are cached
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
 def quick_mode() -> bool:
     """True when ``MINIGPT2_QUICK`` is set (CI sets it): long cells shrink their work."""
-    return _flag(QUICK_ENV)
+    return env_flag(QUICK_ENV)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -101,8 +98,8 @@ def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say:
     from minigpt2.datafiles import offline
     from minigpt2.hf import CheckpointError, download, load_dir
 
-    directory = None if _flag(LOCAL_ENV) else cached_checkpoint(name)
-    if _flag(LOCAL_ENV):
+    directory = None if env_flag(LOCAL_ENV) else cached_checkpoint(name)
+    if env_flag(LOCAL_ENV):
         choice = ModelChoice(local(), False, f"{LOCAL_ENV}=1: using the small local model, not {name}'s real weights")
     elif directory is not None:
         choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face cache ({directory})", directory)

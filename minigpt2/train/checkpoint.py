@@ -35,7 +35,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -47,6 +46,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from minigpt2.datafiles import replacing
 
 FORMAT = "minigpt2-checkpoint-1"
 TEMP_PREFIX = ".ckpt-"
@@ -148,17 +149,9 @@ def save_checkpoint(
     header["checksum"] = checksum(tensors, header)
 
     with out_dir_lock(path.parent):  # no other run writes here meanwhile (already held when train() saves)
-        workdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX))
-        try:
-            tmp_name = workdir / path.name
-            save_file(tensors, str(tmp_name), metadata=header)  # safetensors' own temporary lands in workdir too
-            os.chmod(tmp_name, 0o666 & ~_umask())  # an ordinary file, not one only its owner may read
-            with open(tmp_name, "rb") as f:
-                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-            os.replace(tmp_name, path)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        _fsync_dir(path.parent)
+        with replacing(path, TEMP_PREFIX, TEMP_SUFFIX, durable=True) as written:
+            save_file(tensors, str(written), metadata=header)  # safetensors' own temporary lands beside it, in ours
+            os.chmod(written, 0o666 & ~_umask())  # an ordinary file, not one only its owner may read
     return path
 
 
@@ -179,20 +172,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_leftovers(directory: Path) -> list[Path]:
