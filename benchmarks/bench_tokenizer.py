@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from minigpt2.data import load_text
 from minigpt2.tokenizer import BPETokenizer, gpt2_tokenizer, tiktoken_gpt2
-from minigpt2.tokenizer.base import merge_short
+from minigpt2.tokenizer.bpe import merge_short
 from minigpt2.tokenizer.gpt2 import _gpt2_merges
 from minigpt2.tokenizer.simple import train_simple
 

@@ -14,7 +14,7 @@ import tiktoken
 import torch
 
 from minigpt2.tokenizer import END_OF_TEXT, UnknownTokenError, gpt2_tokenizer, tiktoken_gpt2
-from minigpt2.tokenizer.base import merge_long, merge_short
+from minigpt2.tokenizer.bpe import merge_long, merge_short
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, compiled_pinned, reclassified_characters, split_text
 from minigpt2.tokenizer.simple import encode_simple
 

@@ -15,9 +15,8 @@ import os
 from functools import lru_cache
 
 from minigpt2.datafiles import locate
-from minigpt2.tokenizer.base import BPETokenizer
+from minigpt2.tokenizer.bpe import BPETokenizer, Pair, merge_short
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN
-from minigpt2.tokenizer.simple import Pair
 
 END_OF_TEXT = "<|endoftext|>"
 END_OF_TEXT_ID = 50256
@@ -33,24 +32,27 @@ def read_ranks(path: str | os.PathLike | None = None) -> dict[bytes, int]:
     return ranks
 
 
-def bpe_with_ranks(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
+def bpe_with_ranks(ranks: dict[bytes, int], token: bytes, max_rank: int,
+                   token_of: dict[int, bytes] | None = None) -> list[bytes]:
     """``token`` split into bytes, then merged as tiktoken does (always the adjacent pair whose
-    concatenation has the lowest rank) but using only ranks below ``max_rank``."""
-    parts = [bytes([b]) for b in token]
-    pair_ranks = [ranks.get(a + b, max_rank) for a, b in zip(parts, parts[1:])]  # pair_ranks[i]: parts i, i+1
-    while pair_ranks:
-        rank = min(pair_ranks)
-        if rank >= max_rank:
-            break
-        i = pair_ranks.index(rank)  # the leftmost of the lowest rank
-        parts[i : i + 2] = [parts[i] + parts[i + 1]]
-        del pair_ranks[i]
-        # only the pairs touching the merged part changed
-        if i > 0:
-            pair_ranks[i - 1] = ranks.get(parts[i - 1] + parts[i], max_rank)
-        if i < len(pair_ranks):
-            pair_ranks[i] = ranks.get(parts[i] + parts[i + 1], max_rank)
-    return parts
+    concatenation has the lowest rank) but using only ranks below ``max_rank``: the tokenizer's
+    own merge loop (:func:`~minigpt2.tokenizer.bpe.merge_short`) on ranks. ``token_of`` is the
+    inverse of ``ranks``, for a caller that has it already."""
+    token_of = {rank: t for t, rank in ranks.items()} if token_of is None else token_of
+    ids = merge_short([ranks[bytes([b])] for b in token], _JoinedRanks(ranks, token_of, max_rank))
+    return [token_of[i] for i in ids]
+
+
+class _JoinedRanks:
+    """The lookup :func:`merge_short` merges by, for tiktoken's ranks: a pair of ranks gives the
+    rank of their bytes joined, when that is below ``max_rank`` (no merge otherwise)."""
+
+    def __init__(self, ranks: dict[bytes, int], token_of: dict[int, bytes], max_rank: int):
+        self.ranks, self.token_of, self.max_rank = ranks, token_of, max_rank
+
+    def get(self, pair: Pair, default: int) -> int:
+        rank = self.ranks.get(self.token_of[pair[0]] + self.token_of[pair[1]], default)
+        return rank if rank < self.max_rank else default
 
 
 def recover_merges(ranks: dict[bytes, int]) -> tuple[list[int], list[Pair]]:
@@ -62,9 +64,10 @@ def recover_merges(ranks: dict[bytes, int]) -> tuple[list[int], list[Pair]]:
     if sorted(len(token) for token, _ in by_rank[:256]) != [1] * 256 or any(len(t) < 2 for t, _ in by_rank[256:]):
         raise ValueError("ranks 0..255 should be the 256 single bytes, and every later rank a longer token.")
     byte_ids = [ranks[bytes([b])] for b in range(256)]
+    token_of = {rank: token for token, rank in by_rank}
     merges = []
     for token, rank in by_rank[256:]:
-        parts = bpe_with_ranks(ranks, token, max_rank=rank)
+        parts = bpe_with_ranks(ranks, token, rank, token_of)
         if len(parts) != 2:
             raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two earlier tokens: BPE gives {parts}.")
         merges.append((ranks[parts[0]], ranks[parts[1]]))

@@ -26,8 +26,9 @@ from typing import Literal
 import regex
 
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, compiled, split_text
-from minigpt2.tokenizer.simple import Pair
 from minigpt2.tokenizer.train import train_merges
+
+Pair = tuple[int, int]  # two adjacent ids; a merge turns one into a new id
 
 FILE_FORMAT = "minigpt2-bpe"
 FILE_VERSION = 1
