@@ -22,22 +22,7 @@ import numpy as np
 import torch
 
 from minigpt2.sampling import token_bytes
-from minigpt2.viz.heatmap import layer_weights, to_numpy
-
-
-def all_layers(weights) -> list[np.ndarray]:
-    """Every layer's ``(n_head, T, T)`` weights from a list over layers (of ``(n_head, T, T)``
-    or ``(1, n_head, T, T)``), an ``(n_layer, n_head, T, T)`` array, or one layer's ``(n_head, T, T)``."""
-    if isinstance(weights, (list, tuple)):
-        if not weights:
-            raise ValueError("got an empty list of layers; give one (n_head, T, T) weight tensor per layer")
-        return [layer_weights(weights, layer) for layer in range(len(weights))]
-    w = to_numpy(weights)
-    if w.ndim == 4:
-        return list(w)
-    if w.ndim == 3:
-        return [layer_weights(w)]
-    raise ValueError(f"expected weights of shape (n_layer, n_head, T, T) or (n_head, T, T); got {tuple(w.shape)}")
+from minigpt2.viz.heatmap import all_layers
 
 
 class FixedAttention:
