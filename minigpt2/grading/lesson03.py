@@ -8,7 +8,7 @@ import torch
 
 from minigpt2.attention import causal_mask, scaled_dot_product_attention
 from minigpt2.grading.core import CheckFailed, call, exercise
-from minigpt2.grading.feedback import Mistake, expect_tensor
+from minigpt2.grading.feedback import Mistake, expect_tensor, seeded_randn
 
 NEG_INF = float("-inf")
 # the package's finished attention (and PyTorch's): lesson 03 builds it, piece by piece
@@ -16,10 +16,6 @@ PACKAGE_ATTENTION = ("minigpt2.attention.causal_mask", "minigpt2.attention.atten
                      "minigpt2.attention.scaled_dot_product_attention", "minigpt2.attention.CausalSelfAttention",
                      "torch.nn.functional.scaled_dot_product_attention",
                      "torch.nn.functional.multi_head_attention_forward")
-
-
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 # --------------------------------------------------------------------------- 03.1
@@ -30,7 +26,7 @@ def check_attention_scores(attention_scores):
     # (q shape, k shape): one sequence, a batch, batch and heads with fewer queries than keys
     cases = [((5, 8), (5, 8)), ((2, 7, 16), (2, 7, 16)), ((2, 3, 4, 6), (2, 3, 9, 6))]
     for seed, (q_shape, k_shape) in enumerate(cases):
-        q, k = _randn(*q_shape, seed=seed), _randn(*k_shape, seed=seed + 10)
+        q, k = seeded_randn(*q_shape, seed=seed), seeded_randn(*k_shape, seed=seed + 10)
         d, T = q.size(-1), q.size(-2)
         raw = q @ k.transpose(-2, -1)  # (..., T_q, T_k)
         got = call(attention_scores, q.clone(), k.clone())
@@ -93,7 +89,7 @@ def _softmax_masked(scores, mask):
 def check_masked_softmax(masked_softmax):
     for seed, lead in enumerate([(), (3,), (2, 4)]):
         T = 5 + seed
-        scores = _randn(*lead, T, T, seed=seed) * 2
+        scores = seeded_randn(*lead, T, T, seed=seed) * 2
         mask = causal_mask(T)
         what = f"masked_softmax(scores of shape {tuple(scores.shape)}, causal_mask({T}))"
         got = call(masked_softmax, scores.clone(), mask.clone())
@@ -131,7 +127,7 @@ def check_masked_softmax(masked_softmax):
 @exercise("03.4", "One causal attention head", points=2, name="causal_attention", forbid=PACKAGE_ATTENTION)
 def check_causal_attention(causal_attention):
     for seed, (lead, T, d) in enumerate([((), 6, 8), ((2,), 7, 16), ((2, 3), 5, 4)]):
-        q, k, v = (_randn(*lead, T, d, seed=3 * seed + i) for i in range(3))
+        q, k, v = (seeded_randn(*lead, T, d, seed=3 * seed + i) for i in range(3))
         what = f"causal_attention on q, k, v of shape {tuple(q.shape)}"
         got = call(causal_attention, q.clone(), k.clone(), v.clone())
         if not (isinstance(got, tuple) and len(got) == 2):
