@@ -6,7 +6,7 @@ One ``.safetensors`` file holds
   estimates (``optimizer.<param index>.<key>``) and torch's random-number-generator
   states (``rng.cpu``, ``rng.cuda.<device>``);
 * and, in the file's string metadata, JSON for the rest — the step, the training
-  and model configurations, the optimizer's hyper-parameters, the schedule, the
+  and model configurations, the optimizer's hyper-parameters, the
   tokenizer and the loss history.
 
 Why not ``torch.save``? It pickles, and unpickling a file can run any code in it.
@@ -70,7 +70,7 @@ class Checkpoint:
 
     step: int
     model_state: dict[str, torch.Tensor]
-    meta: dict[str, Any] = field(default_factory=dict)  # config, model_config, scheduler, tokenizer, history…
+    meta: dict[str, Any] = field(default_factory=dict)  # config, model_config, tokenizer, history…
     optimizer_state: dict | None = None
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -133,7 +133,7 @@ def save_checkpoint(
     """Write ``model`` (and ``optimizer``, RNG states, ``meta``) to ``path``, atomically.
 
     ``meta`` is any JSON-serialisable dict (the loop stores its config, the model's
-    config, the schedule, the tokenizer and the loss history there).
+    config, the tokenizer and the loss history there).
     """
     path = Path(path)
     tensors, aliases = _model_tensors(model)

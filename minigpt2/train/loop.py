@@ -37,7 +37,7 @@ from minigpt2.train import distributed
 from minigpt2.train.checkpoint import OutDirError, load_checkpoint, out_dir_lock, restore, save_checkpoint
 from minigpt2.train.config import TrainConfig
 from minigpt2.train.dataset import Batches, TokenData, eval_batches, load_tokens
-from minigpt2.train.mfu import model_flops_per_token, peak_flops, refresh_peak
+from minigpt2.train.mfu import mfu, model_flops_per_token, peak_flops, refresh_peak
 from minigpt2.train.optim import WarmupCosine, clip_grad_norm, make_optimizer
 from minigpt2.train.progress import progress_bar
 from minigpt2.train.precision import Precision, autocast_context, choose_precision
@@ -207,7 +207,6 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
         return {
             "config": config.to_dict(),
             "model_config": model.config.to_dict(),
-            "scheduler": schedule.state_dict(),
             "tokenizer": data.tokenizer_meta,
             # the part of the interval not logged yet goes along, so a resumed run logs what an uninterrupted one does
             "history": {**history.to_dict(), "unlogged": {"loss_sum": loss_sum.item(), "steps": steps_in_interval}},
@@ -302,7 +301,7 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
                     peak = flops_per_s / info.world_size
                     peak_source = f"the best rate this run reached on the {device.type.upper()}, above its measured matmul peak"
                 row = {"step": step, "train_loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s,
-                       "flops_per_s": flops_per_s, "mfu": flops_per_s / (peak * info.world_size)}
+                       "flops_per_s": flops_per_s, "mfu": mfu(tokens_per_s, flops_per_token, peak * info.world_size)}
                 history.train.append(row)
                 bar.set_postfix_str(status(history), refresh=False)
                 if callback:
