@@ -63,13 +63,19 @@ def _data() -> list[Finding]:
     return findings
 
 
-def _widgets() -> Finding:
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    """Those of ``modules`` that cannot be imported."""
     missing = []
-    for module in ("ipywidgets", "jupyterlab_widgets", "matplotlib", "jupyterlab"):
+    for module in modules:
         try:
             importlib.import_module(module)
         except ImportError:
             missing.append(module)
+    return missing
+
+
+def _widgets() -> Finding:
+    missing = _missing(("ipywidgets", "jupyterlab_widgets", "matplotlib", "jupyterlab"))
     if missing:
         return Finding(False, "Widgets", f"missing: {', '.join(missing)}", "run `make course` to install them")
     import ipywidgets
@@ -83,12 +89,7 @@ def _widgets() -> Finding:
 
 
 def _packages() -> Finding:
-    missing = []
-    for module in ("tiktoken", "safetensors", "nbclient", "nbformat", "tqdm"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(module)
+    missing = _missing(("tiktoken", "safetensors", "nbclient", "nbformat", "tqdm"))
     if missing:
         return Finding(False, "Packages", f"missing: {', '.join(missing)}", "run `make course` to install them")
     return Finding(True, "Packages", "tiktoken, safetensors, nbclient, nbformat, tqdm")

@@ -117,15 +117,12 @@ def _merge_overlapping(ids, pair, new_id):
     return out
 
 
-def _merge_dropping_last(ids, pair, new_id):
+def _merge_dropping_last(ids, pair, new_id):  # the scan stops at the last pair: an unmerged last id is lost
     out, i = [], 0
     while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
+        merged = (ids[i], ids[i + 1]) == pair
+        out.append(new_id if merged else ids[i])
+        i += 2 if merged else 1
     return out
 
 
