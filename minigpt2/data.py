@@ -98,7 +98,8 @@ def window(tokens: Tokens, start: int, block_size: int) -> tuple[torch.Tensor, t
     n = check_stream(tokens, block_size)
     last = num_windows(n, block_size) - 1
     if not 0 <= start <= last:
-        raise IndexError(f"window start {start} is out of range: with {n} tokens and block_size={block_size} it is 0 to {last}")
+        raise IndexError(f"window start {start} is out of range: with {n} tokens and block_size={block_size} "
+                         f"it is 0 to {last}")
     x, y = windows(tokens, torch.tensor([start]), block_size)  # (1, T) each
     return x[0], y[0]
 
@@ -183,7 +184,8 @@ def _as_uint16(ids) -> np.ndarray:
         raise ValueError(f"token ids should be integers, got dtype {arr.dtype}")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi > np.iinfo(TOKEN_DTYPE).max:
-        raise ValueError(f"token files store ids as uint16 (0 to {np.iinfo(TOKEN_DTYPE).max}), but these ids run from {lo} to {hi}")
+        raise ValueError(f"token files store ids as uint16 (0 to {np.iinfo(TOKEN_DTYPE).max}), but these ids run "
+                         f"from {lo} to {hi}")
     return arr.astype(TOKEN_DTYPE, copy=False)
 
 
@@ -216,7 +218,8 @@ def read_tokens(path: str | os.PathLike) -> np.memmap:
         raise FileNotFoundError(f"{path} does not exist; write it with write_tokens or encode_to_file")
     size = path.stat().st_size
     if size == 0 or size % np.dtype(TOKEN_DTYPE).itemsize:
-        raise ValueError(f"{path} is {size} bytes, not a whole number (>0) of uint16 ids: it is not a token file, or it is truncated")
+        raise ValueError(f"{path} is {size} bytes, not a whole number (>0) of uint16 ids: it is not a token file, or "
+                         "it is truncated")
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
 
 

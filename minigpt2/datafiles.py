@@ -75,7 +75,8 @@ KNOWN_FILES: dict[str, DataFile] = {
             size=477_907,
             sha256="7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
             url="https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
-            description="the SMS Spam Collection v.1, 5,574 labelled messages (Almeida & Gómez Hidalgo, 2011; lesson 11)",
+            description="the SMS Spam Collection v.1, 5,574 labelled messages (Almeida & Gómez Hidalgo, "
+                        "2011; lesson 11)",
             member="SMSSpamCollection",
         ),
     )
@@ -110,7 +111,8 @@ def offline() -> bool:
 
 
 @contextmanager
-def replacing(target: str | os.PathLike, prefix: str = ".", suffix: str = ".partial", durable: bool = False) -> Iterator[Path]:
+def replacing(target: str | os.PathLike, prefix: str = ".", suffix: str = ".partial",
+              durable: bool = False) -> Iterator[Path]:
     """The path to write ``target``'s new content to, renamed over ``target`` when the block ends.
 
     The path lies in a temporary folder beside ``target`` (named ``prefix…suffix``), so that a
@@ -208,7 +210,8 @@ def _member_size_and_sha256(path: Path, spec: DataFile) -> tuple[int, str]:
             data = archive.read(spec.member)
     except (zipfile.BadZipFile, KeyError) as err:
         raise DataFileError(
-            f"{path} should be a zip holding {spec.member} ({err}). Delete it and put a fresh copy from {spec.url} there.",
+            f"{path} should be a zip holding {spec.member} ({err}). Delete it and put a fresh copy from "
+            f"{spec.url} there.",
             rejected=path, problem="corrupted",
         ) from None
     return len(data), hashlib.sha256(data).hexdigest()

@@ -35,11 +35,13 @@ def _torch() -> list[Finding]:
     device = pick_device()
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(0)
-        detail = f"cuda: {props.name}, {props.total_memory / 2**30:.0f} GiB, bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}"
+        detail = (f"cuda: {props.name}, {props.total_memory / 2**30:.0f} GiB, bf16 "
+                  f"{'yes' if torch.cuda.is_bf16_supported() else 'no'}")
     elif device.type == "mps":
         detail = "mps (Apple GPU)"
     else:
-        detail = f"cpu ({torch.get_num_threads()} threads); lessons run in quick mode on a laptop, training is faster on a GPU"
+        detail = (f"cpu ({torch.get_num_threads()} threads); lessons run in quick mode on a laptop, training is "
+                  "faster on a GPU")
     findings.append(Finding(True, "Device", detail))
     return findings
 
@@ -78,14 +80,16 @@ def _widgets() -> Finding:
     missing = _missing(("ipywidgets", "jupyterlab_widgets", "matplotlib", "jupyterlab"))
     if missing:
         return Finding(False, "Widgets", f"missing: {', '.join(missing)}", "run `make course` to install them")
-    import ipywidgets
     from pathlib import Path
+
+    import ipywidgets
 
     manager = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter-widgets" / "jupyterlab-manager"
     if not (manager / "package.json").is_file():
         return Finding(False, "Widgets", f"ipywidgets {ipywidgets.__version__}, but JupyterLab's widget manager is not "
                        f"installed in {sys.prefix}", "reinstall: `pip install --force-reinstall jupyterlab_widgets`")
-    return Finding(True, "Widgets", f"ipywidgets {ipywidgets.__version__} with JupyterLab's widget manager (served locally, no CDN)")
+    return Finding(True, "Widgets", f"ipywidgets {ipywidgets.__version__} with JupyterLab's widget manager (served "
+                                    "locally, no CDN)")
 
 
 def _packages() -> Finding:
@@ -137,5 +141,6 @@ def run_doctor() -> int:
             print(f"    {' ' * width}  → {f.advice}")
     bad = [f for f in findings if not f.ok]
     print()
-    print("All set: `make course` opens the course." if not bad else f"{len(bad)} problem(s) above; fix them and run `minigpt2 doctor` again.")
+    print("All set: `make course` opens the course." if not bad else f"{len(bad)} problem(s) above; fix them and run "
+                                                                     "`minigpt2 doctor` again.")
     return 1 if bad else 0

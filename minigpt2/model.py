@@ -12,6 +12,7 @@ import functools
 import math
 import os
 from dataclasses import asdict, dataclass, fields
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -53,9 +54,11 @@ class GPTConfig:
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
-                f"each head gets n_embd // n_head channels. Try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
+                "each head gets n_embd // n_head channels. Try "
+                f"n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
             )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout,
+                                                            (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout should be a probability in [0, 1), got {self.dropout!r}")
         if not isinstance(self.bias, bool):
             raise TypeError(f"GPTConfig.bias should be True or False, got {self.bias!r}")
@@ -66,12 +69,14 @@ class GPTConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTConfig":
-        """A named size (see :data:`PRESETS`), with any field overridden: ``GPTConfig.from_preset("gpt2", dropout=0.1)``."""
+        """A named size (see :data:`PRESETS`), with any field overridden: ``GPTConfig.from_preset("gpt2",
+        dropout=0.1)``."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}")
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
-            raise TypeError(f"GPTConfig has no field(s) {sorted(unknown)}; its fields are {[f.name for f in fields(cls)]}")
+            raise TypeError(f"GPTConfig has no field(s) {sorted(unknown)}; its fields are "
+                            f"{[f.name for f in fields(cls)]}")
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
@@ -87,7 +92,8 @@ PRESETS: dict[str, dict] = {
     # Small sizes that train on a laptop CPU in minutes (GPT-2's tokenizer and vocabulary).
     "nano": dict(n_layer=2, n_head=2, n_embd=64, block_size=64),  # 3.3M, almost all of it the embedding
     "micro": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),  # 7.2M
-    "mini": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),  # 30M: nanoGPT's Shakespeare model, with GPT-2's vocabulary
+    # 30M: nanoGPT's Shakespeare model, with GPT-2's vocabulary
+    "mini": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),
 }
 
 class GPT(nn.Module):
@@ -96,7 +102,8 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         if not isinstance(config, GPTConfig):
-            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}; e.g. GPT(GPTConfig.from_preset('nano'))")
+            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}; e.g. "
+                            "GPT(GPTConfig.from_preset('nano'))")
         self.config = config
         self.transformer = nn.ModuleDict(
             dict(
@@ -131,9 +138,12 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())  # parameters() yields a shared tensor once
 
     def _check_idx(self, idx: torch.Tensor) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32, torch.int64):
-            what = f"a tensor of shape {tuple(idx.shape)} and dtype {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise ValueError(f"GPT expects token ids as a (B, T) integer tensor, got {what}; a single sequence is idx[None, :]")
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32,
+                                                                                    torch.int64):
+            what = f"a tensor of shape {tuple(idx.shape)} and dtype {idx.dtype}" if isinstance(idx,
+                torch.Tensor) else type(idx).__name__
+            raise ValueError(f"GPT expects token ids as a (B, T) integer tensor, got {what}; a single sequence "
+                             "is idx[None, :]")
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(
@@ -158,13 +168,16 @@ class GPT(nn.Module):
     def _check_attention_mask(self, attention_mask: torch.Tensor, idx: torch.Tensor, start: int) -> None:
         expected = (idx.size(0), start + idx.size(1))
         if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != expected:
-            got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+            got = tuple(attention_mask.shape) if isinstance(attention_mask,
+                                                            torch.Tensor) else type(attention_mask).__name__
             raise ValueError(
                 f"attention_mask should be a tensor of shape (B, cached + T) = {expected}, 1 for each token and 0 for "
                 f"padding (with a KV cache it covers the cached tokens too), got {got}"
             )
-        if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-            raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an integer or bool tensor")
+        binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+        if attention_mask.is_floating_point() or attention_mask.is_complex() or not binary:
+            raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an integer or bool "
+                             "tensor")
 
     def forward(
         self,

@@ -43,7 +43,8 @@ LogitsTransform = Callable[[torch.Tensor], torch.Tensor]
 def check_sampling_settings(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> None:
     """Raise ValueError (saying what to pass instead) for a setting that makes no sense."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or math.isnan(temperature):
-        raise ValueError(f"temperature should be a number >= 0 (0 is greedy, 1 the model's own distribution), got {temperature!r}")
+        raise ValueError("temperature should be a number >= 0 (0 is greedy, 1 the model's own distribution), got "
+                         f"{temperature!r}")
     if temperature < 0:
         raise ValueError(f"temperature should be >= 0 (0 is greedy, 1 the model's own distribution), got {temperature}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
@@ -101,7 +102,8 @@ class Temperature:
     def __post_init__(self):
         check_sampling_settings(temperature=self.t)
         if self.t == 0:
-            raise ValueError("Temperature(0) would divide by zero; temperature 0 means greedy: use sample_next(logits, temperature=0)")
+            raise ValueError("Temperature(0) would divide by zero; temperature 0 means greedy: use "
+                             "sample_next(logits, temperature=0)")
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         return logits / self.t
@@ -133,7 +135,8 @@ class TopP:
         return top_p_filter(logits, self.p)
 
 
-def logits_transforms(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> list[LogitsTransform]:
+def logits_transforms(temperature: float = 1.0, top_k: int | None = None,
+                      top_p: float | None = None) -> list[LogitsTransform]:
     """The transforms for these settings, in the order they apply: temperature, top-k, top-p.
 
     Temperature 1 and missing top-k / top-p add nothing. Temperature 0 (greedy) needs no
@@ -176,7 +179,8 @@ def sample_next(
     ``generator[r]`` alone, so a row's tokens do not depend on the other rows of the batch.
     """
     if logits.dim() != 2:
-        raise ValueError(f"sample_next expects logits of shape (B, vocab_size), got {tuple(logits.shape)}; for one row use logits[None]")
+        raise ValueError(f"sample_next expects logits of shape (B, vocab_size), got {tuple(logits.shape)}; for one row "
+                         "use logits[None]")
     transforms = logits_transforms(temperature, top_k, top_p)  # checks the settings
     return _pick(logits, None if temperature == 0 else transforms, generator)
 
@@ -209,7 +213,8 @@ def prepare_prompt(idx: torch.Tensor, block_size: int, vocab_size: int) -> torch
     """
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int32, torch.int64):
         what = f"shape {tuple(idx.shape)}, dtype {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
-        raise ValueError(f"the prompt should be a (B, T) tensor of token ids, got {what}; one sequence is torch.tensor([ids])")
+        raise ValueError(f"the prompt should be a (B, T) tensor of token ids, got {what}; one sequence is "
+                         "torch.tensor([ids])")
     if idx.size(1) == 0:
         if vocab_size <= END_OF_TEXT_ID:
             raise ValueError(
@@ -261,23 +266,28 @@ def generate_tokens(
     transforms = logits_transforms(temperature, top_k, top_p)  # checks the settings, once for every token
     window = prepare_prompt(idx, model.config.block_size, model.config.vocab_size)
     attention_mask = prepare_attention_mask(attention_mask, idx, window)
-    return _decode(model, window, max_new_tokens, None if temperature == 0 else transforms, use_cache, generator, attention_mask)
+    return _decode(model, window, max_new_tokens, None if temperature == 0 else transforms, use_cache, generator,
+                   attention_mask)
 
 
-def prepare_attention_mask(attention_mask: torch.Tensor | None, idx: torch.Tensor, window: torch.Tensor) -> torch.Tensor | None:
+def prepare_attention_mask(attention_mask: torch.Tensor | None, idx: torch.Tensor,
+                           window: torch.Tensor) -> torch.Tensor | None:
     """Check a prompt's (B, T) mask; None when it masks nothing (the unmasked path is the fast one)."""
     if attention_mask is None:
         return None
     if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != idx.shape:
         got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
-        raise ValueError(f"attention_mask should have the prompt's shape {tuple(idx.shape)}, 1 for a token and 0 for padding, got {got}")
-    if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError(f"attention_mask should have the prompt's shape {tuple(idx.shape)}, 1 for a token and 0 for "
+                         f"padding, got {got}")
+    binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+    if attention_mask.is_floating_point() or attention_mask.is_complex() or not binary:
         raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an integer or bool tensor")
     if idx.size(1) == 0 or bool(attention_mask.all()):
         return None  # an empty prompt became <|endoftext|> in every row
     empty = (attention_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
     if empty:
-        raise ValueError(f"row(s) {empty} of attention_mask hold no token: give every prompt at least one token (e.g. <|endoftext|>)")
+        raise ValueError(f"row(s) {empty} of attention_mask hold no token: give every prompt at least one token "
+                         "(e.g. <|endoftext|>)")
     return attention_mask.long().to(window.device)
 
 
@@ -325,7 +335,8 @@ def _decode(model, window, max_new_tokens, transforms, use_cache, generator, mas
         ones = mask.new_ones(mask.size(0), 1)  # (B, 1): each new token is a real one
     cache = model.new_kv_cache() if use_cache else None
     unseen = window  # the tokens the cache does not hold yet
-    threads = decode_threads(model, window.size(0))  # set around each step only: between yields the caller's count holds
+    # set around each step only: between yields the caller's count holds
+    threads = decode_threads(model, window.size(0))
     for _ in range(max_new_tokens):
         padding = {} if mask is None else {"attention_mask": mask}  # no mask: the model's plain causal path
         with _threads(threads):
@@ -386,7 +397,8 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     eot = _end_of_text_id(tokenizer)
     if eot is None:
         raise ValueError(
-            "an empty prompt starts from <|endoftext|>, which this tokenizer does not have: give at least one character, e.g. '\\n'"
+            "an empty prompt starts from <|endoftext|>, which this tokenizer does not have: give at least one "
+            "character, e.g. '\\n'"
         )
     return [eot]
 

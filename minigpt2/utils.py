@@ -85,7 +85,8 @@ def cached_checkpoint(name: str = "gpt2") -> Path | None:
     return None
 
 
-def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say: Callable[[str], None] | None = print) -> ModelChoice:
+def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say: Callable[[str],
+    None] | None = print) -> ModelChoice:
     """GPT-2's real weights where they can be had, else the model ``local()`` builds.
 
     In this order: ``local()`` when ``MINIGPT2_LOCAL_MODELS`` is set (the test suite sets it,
@@ -102,16 +103,20 @@ def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say:
     if env_flag(LOCAL_ENV):
         choice = ModelChoice(local(), False, f"{LOCAL_ENV}=1: using the small local model, not {name}'s real weights")
     elif directory is not None:
-        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face cache ({directory})", directory)
+        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face "
+                                                               f"cache ({directory})", directory)
     elif not offline():
         try:
             directory = download(name)
         except CheckpointError as err:
-            choice = ModelChoice(local(), False, f"{name} could not be had ({err}); using the small local model instead")
+            choice = ModelChoice(local(), False,
+                                 f"{name} could not be had ({err}); using the small local model instead")
         else:
-            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, downloaded to {directory}", directory)
+            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, "
+                                                                   f"downloaded to {directory}", directory)
     else:
-        choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and downloads are off "
+        choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and "
+                                             "downloads are off "
                              f"(MINIGPT2_OFFLINE=1); using the small local model instead")
     if say is not None:
         say(choice.reason)

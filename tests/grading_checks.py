@@ -23,7 +23,8 @@ def assert_mutant_loses_exactly_its_points(solutions: dict, exercise_id: str, mu
 
 
 def assert_solutions_full_marks_exercises_zero(root: Path, notebook: str, points: int, exercises: int) -> None:
-    """Through the grader: solutions/<notebook> scores full marks, exercises/<notebook> zero, each row "not attempted"."""
+    """Through the grader: solutions/<notebook> scores full marks, exercises/<notebook> zero, each row "not
+    attempted"."""
     solved = grade_notebook(root / "solutions" / notebook)
     assert solved.score == solved.max_score == points, solved.notes
     untouched = grade_notebook(root / "exercises" / notebook)

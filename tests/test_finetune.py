@@ -190,7 +190,8 @@ def test_evaluation_counts_a_known_confusion_matrix(enc):
 
 
 def test_the_alpaca_prompt():
-    assert format_prompt({"instruction": "Add 2 and 3.", "input": ""}).endswith("### Instruction:\nAdd 2 and 3.\n\n### Response:\n")
+    assert format_prompt({"instruction": "Add 2 and 3.", "input": ""}).endswith("### Instruction:\nAdd 2 and "
+        "3.\n\n### Response:\n")
     assert "### Input:\nfreind" in format_prompt({"instruction": "Fix the spelling.", "input": "freind"})
 
 

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 KERNELSPEC = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 SOLVED_00 = {
     "utf8_length": 'def utf8_length(text):\n    return len(text.encode("utf-8"))',
-    "count_linear_params": "def count_linear_params(n_in, n_out, bias=True):\n    return n_in * n_out + (n_out if bias else 0)",
+    "count_linear_params": "def count_linear_params(n_in, n_out, bias=True):\n    return n_in * n_out + (n_out "
+                           "if bias else 0)",
     "softmax": ("def softmax(x):\n    e = (x - x.max(dim=-1, keepdim=True).values).exp()\n"
                 "    return e / e.sum(dim=-1, keepdim=True)"),
 }
@@ -38,7 +39,8 @@ def rows(report):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "minigpt2", "grade", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "minigpt2", "grade", *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 # --------------------------------------------------------------------------- verdict tampering
@@ -61,9 +63,11 @@ def test_patched_checks_and_comparisons_change_nothing(tmp_path):
 
 
 def test_an_always_equal_int_and_an_allclose_tensor_arrive_as_plain_data(tmp_path):
-    always_equal = ("class Yes(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n\n"
+    always_equal = ("class Yes(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = "
+                    "int.__hash__\n\n"
                     "def utf8_length(text):\n    return Yes(0)")
-    liar = ("class Liar(torch.Tensor):\n    @classmethod\n    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+    liar = ("class Liar(torch.Tensor):\n    @classmethod\n    def __torch_function__(cls, func, types, args=(), "
+            "kwargs=None):\n"
             "        if func in (torch.allclose, torch.equal):\n            return True\n"
             "        return super().__torch_function__(func, types, args, kwargs or {})\n\n"
             "def softmax(x):\n    return torch.zeros_like(x).as_subclass(Liar)")
@@ -111,8 +115,10 @@ def test_library_and_package_shortcuts_in_later_lessons(root, tmp_path):
     assert "scaled_dot_product_attention" in report.results[3].message
 
     package = ("from minigpt2.attention import scaled_dot_product_attention, causal_mask\n\n"
-               "def causal_attention(q, k, v):\n    return scaled_dot_product_attention(q, k, v, causal_mask(q.size(-2)))")
-    assert rows(grade_notebook(_lesson(tmp_path, root, "03_attention.ipynb", {"causal_attention": package})))["03.4"].earned == 0
+               "def causal_attention(q, k, v):\n    return scaled_dot_product_attention(q, k, v, "
+               "causal_mask(q.size(-2)))")
+    assert rows(grade_notebook(_lesson(tmp_path, root, "03_attention.ipynb",
+                                       {"causal_attention": package})))["03.4"].earned == 0
 
     gelu = "import torch.nn.functional as F\n\ndef gelu(x):\n    return F.gelu(x, approximate='tanh')"
     mlp = "from minigpt2.layers import MLP\n\ndef mlp_forward(x, mlp):\n    return MLP.forward(mlp, x)"
@@ -121,7 +127,8 @@ def test_library_and_package_shortcuts_in_later_lessons(root, tmp_path):
     assert report["05.2"].earned == 0 and "MLP" in report["05.2"].message
     assert report["05.3"].passed
 
-    layer_norm = "import torch.nn.functional as F\n\ndef layer_norm(x, weight, bias, eps=1e-5):\n    return F.layer_norm(x, x.shape[-1:], weight, bias, eps)"
+    layer_norm = ("import torch.nn.functional as F\n\ndef layer_norm(x, weight, bias, eps=1e-5):\n    return "
+                  "F.layer_norm(x, x.shape[-1:], weight, bias, eps)")
     block = "from minigpt2.layers import Block\n\ndef pre_ln_block(x, block):\n    return Block.forward(block, x)"
     report = rows(grade_notebook(_lesson(tmp_path, root, "06_residual_layernorm.ipynb",
                                          {"layer_norm": layer_norm, "pre_ln_block": block})))
@@ -141,7 +148,8 @@ def test_lesson_11_shortcuts_through_the_package_and_peft_score_zero(root, tmp_p
             "def lora_forward(x, W, b, A, B, alpha):\n"
             "    layer = LoRALinear(torch.nn.Linear(W.size(1), W.size(0), dtype=W.dtype), A.size(0), alpha)\n"
             "    with torch.no_grad():\n"
-            "        layer.base.weight.copy_(W); layer.base.bias.copy_(b); layer.lora_A.copy_(A); layer.lora_B.copy_(B)\n"
+            "        layer.base.weight.copy_(W); layer.base.bias.copy_(b); layer.lora_A.copy_(A); "
+            "layer.lora_B.copy_(B)\n"
             "    return layer(x).detach()")
     merge = ("import importlib\nimport torch\n\n"  # no forbidden name in the source: only the watch sees it
              "def merge_lora_weight(W, A, B, alpha):\n"
@@ -170,7 +178,8 @@ def test_lesson_11_shortcuts_through_the_package_and_peft_score_zero(root, tmp_p
 
 @pytest.mark.parametrize("handler", ["except BaseException:", "except:"])
 def test_a_loop_that_swallows_everything_is_ended_by_killing_the_kernel(tmp_path, handler):
-    stubborn = f"def softmax(x):\n    while True:\n        try:\n            sum(range(10**6))\n        {handler}\n            pass"
+    stubborn = (f"def softmax(x):\n    while True:\n        try:\n            sum(range(10**6))\n        {handler}\n "
+                "           pass")
     start = time.perf_counter()
     report = grade_notebook(notebook(tmp_path, softmax=stubborn), cell_timeout=4)
     elapsed = time.perf_counter() - start

@@ -46,7 +46,8 @@ def recover_merges(ranks, max_rank=lambda rank: rank, split="bpe"):
         if split == "bpe":
             first, second = bpe_with_ranks(ranks, token, max_rank(rank))
         else:  # the first split into two earlier tokens
-            i = next(i for i in range(1, len(token)) if ranks.get(token[:i], rank) < rank and ranks.get(token[i:], rank) < rank)
+            i = next(i for i in range(1, len(token)) if ranks.get(token[:i], rank) < rank
+                     and ranks.get(token[i:], rank) < rank)
             first, second = token[:i], token[i:]
         merges[(ranks[first], ranks[second])] = rank
     return merges
@@ -157,7 +158,8 @@ MUTANTS = [
     ("01.3", train_with(recount=True), "counted on the original bytes"),
     ("01.3", train_with(stop=False), "stop the loop early"),
     ("01.4", lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8"), "errors='replace'"),
-    ("01.4", lambda ids, vocab: "".join(vocab[i].decode("utf-8", errors="replace") for i in ids), "each token on its own"),
+    ("01.4", lambda ids, vocab: "".join(vocab[i].decode("utf-8", errors="replace") for i in ids), "each token on its "
+        "own"),
     ("01.4", lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8", errors="ignore"), "silently drops"),
     ("01.4", lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("latin-1"), "not Latin-1"),
     ("01.5", lambda text, merges: list(text.encode("utf-8")), "raw bytes"),
@@ -166,7 +168,8 @@ MUTANTS = [
     ("01.5", encode_latest_first, "latest first"),
     ("01.6", lambda ranks: recover_merges(ranks, split="first"), "first split"),
     ("01.6", lambda ranks: recover_merges(ranks, max_rank=lambda rank: rank + 1), "BPE did not stop at two pieces"),
-    ("01.6", lambda ranks: {pair: token_of(ranks, r) for pair, r in recover_merges(ranks).items()}, "values are tokens"),
+    ("01.6", lambda ranks: {pair: token_of(ranks, r) for pair, r in recover_merges(ranks).items()},
+     "values are tokens"),
     ("01.6", lambda ranks: {(token_of(ranks, a), token_of(ranks, b)): r for (a, b), r in recover_merges(ranks).items()},
      "keys are pairs of bytes"),
 ]

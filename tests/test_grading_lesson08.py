@@ -5,7 +5,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 
 from minigpt2.grading.core import get_exercise, grade_namespace, run_exercise
@@ -63,7 +62,8 @@ def solution_namespace():
 
 
 def lr_warmup_from_zero(step, max_lr, min_lr, warmup_steps, total_steps):
-    return max_lr * step / warmup_steps if step < warmup_steps else lr_at(step, max_lr, min_lr, warmup_steps, total_steps)
+    return max_lr * step / warmup_steps if step < warmup_steps else lr_at(step, max_lr, min_lr, warmup_steps,
+                                                                          total_steps)
 
 
 def lr_to_zero(step, max_lr, min_lr, warmup_steps, total_steps):
@@ -193,7 +193,8 @@ MUTANTS = [
 
 def test_solutions_pass():
     results = grade_namespace("08", solution_namespace(), watch=False)
-    assert [(r.id, r.status) for r in results] == [("08.1", "passed"), ("08.2", "passed"), ("08.3", "passed"), ("08.4", "passed")]
+    assert [(r.id, r.status) for r in results] == [("08.1", "passed"), ("08.2", "passed"), ("08.3", "passed"), ("08.4",
+        "passed")]
 
 
 def test_the_package_functions_pass_too():
@@ -217,7 +218,8 @@ def test_stubs_are_not_attempted():
     def stub(*args):
         raise NotImplementedError("Exercise 08.1 (The learning-rate schedule): replace this line with your code")
 
-    assert all(r.status == "not attempted" for r in grade_namespace("08", {n: stub for n in solution_namespace()}, watch=False))
+    assert all(r.status == "not attempted"
+               for r in grade_namespace("08", {n: stub for n in solution_namespace()}, watch=False))
 
 
 def test_a_learner_error_is_reported_with_its_line():

@@ -357,7 +357,8 @@ def test_ids_of_a_padded_vocabulary_come_out_as_a_marker_on_every_path(tokenizer
         assert generate_text(Scripted(script, vocab_size), tok, "a", **steps) == ["a" + expected]
 
 
-@pytest.mark.parametrize("stop, expected", [("\n\n", "First line.\nSecond"), (["ird", "line."], "First "), ("zzz", None)])
+@pytest.mark.parametrize("stop, expected",
+                         [("\n\n", "First line.\nSecond"), (["ird", "line."], "First "), ("zzz", None)])
 def test_generation_stops_at_a_stop_string(tokenizer, stop, expected):
     text = "First line.\nSecond\n\nThird"
     ids = tokenizer.encode(text)
@@ -387,7 +388,9 @@ def test_the_assembler_waits_for_a_whole_character_and_marks_broken_bytes():
 
 
 def test_sampled_text_is_repeatable_with_a_seed(gpt2_vocab_model, tokenizer):
-    text = lambda seed: complete_text(gpt2_vocab_model, tokenizer, "Once", 8, seed=seed, stop_at_end_of_text=False)  # noqa: E731
+    def text(seed):
+        return complete_text(gpt2_vocab_model, tokenizer, "Once", 8, seed=seed, stop_at_end_of_text=False)
+
     assert text(3) == text(3)
     assert text(3) != text(4)
 

@@ -7,10 +7,10 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 
 import pytest
+import tomllib
 import yaml
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from minigpt2.train import TrainConfig, train
 from minigpt2.data import get_batch, window
+from minigpt2.train import TrainConfig, train
 from minigpt2.train.dataset import Batches, eval_batches, load_tokens
 from minigpt2.train.loop import History, model_config, resolve_dtype
 
@@ -157,4 +157,5 @@ def test_the_measured_peak_only_goes_up(monkeypatch):
     monkeypatch.setitem(mfu._measured, key, 1e18)  # an earlier, better measurement
     monkeypatch.setitem(mfu._measured_at, key, float("-inf"))  # and an old one: refresh_peak measures again
     assert mfu.refresh_peak("cpu", torch.float32) == 1e18  # a new, lower figure does not replace it
-    assert mfu.measure_matmul_flops("cpu", torch.float32, size=64, repeats=1) < 1e18  # an explicit size is just measured
+    # an explicit size is just measured
+    assert mfu.measure_matmul_flops("cpu", torch.float32, size=64, repeats=1) < 1e18

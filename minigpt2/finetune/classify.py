@@ -102,7 +102,8 @@ class GPTClassifier(nn.Module):
         for label in labels:
             if isinstance(label, str):
                 if label not in self.labels:
-                    raise ValueError(f"label {label!r} is not one this classifier was built for: {', '.join(self.labels)}")
+                    raise ValueError(f"label {label!r} is not one this classifier was built for: "
+                                     f"{', '.join(self.labels)}")
                 ids.append(self.labels.index(label))
             elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(self.labels):
                 ids.append(label)

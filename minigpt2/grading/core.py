@@ -216,8 +216,10 @@ def raise_for(name: str, failure: dict, time_limit_s: float):
 
 
 def forbidden_message(path: str, ex: Exercise | None, found: str) -> str:
-    rule = f"exercise {ex.id} asks you to build it yourself" if ex is not None else "this exercise asks you to build it yourself"
-    return f"`{path}` is not allowed here: {rule}, so using the library's (or the package's) finished version scores 0. {found}"
+    rule = f"exercise {ex.id} asks you to build it yourself" if ex is not None else ("this exercise asks you to "
+                                                                                     "build it yourself")
+    return (f"`{path}` is not allowed here: {rule}, so using the library's (or the package's) finished version "
+            f"scores 0. {found}")
 
 
 class Learner:
@@ -307,12 +309,14 @@ def run_exercise(ex: Exercise, obj: Any, *, missing: bool = False, watch: bool =
         return Result(ex.id, ex.title, ex.points, ex.points if earned else 0, earned, status, message)
 
     if missing:
-        return result(False, "missing", f"`{ex.name}` is not defined: run the cell that defines it (and fix any error it shows).")
+        return result(False, "missing", f"`{ex.name}` is not defined: run the cell that defines it (and fix any "
+                                        "error it shows).")
     token, watching = _RUNNING.set(ex), _WATCHING.set(watch)
     try:
         ex.check(obj)
     except NotAttempted:
-        return result(False, "not attempted", "not attempted yet: replace the `raise NotImplementedError` line with your code.")
+        return result(False, "not attempted", "not attempted yet: replace the `raise NotImplementedError` line "
+                                              "with your code.")
     except TimedOut as err:
         return result(False, "timed out", str(err))
     except Forbidden as err:

@@ -107,13 +107,16 @@ def expect_tensor(
     if tuple(got.shape) != tuple(expected.shape):
         name_mistake(got, mistakes, atol, rtol)
         accident = (" A shape broadcast by accident? Adding or multiplying a (T,) and a (T, 1) tensor gives (T, T); "
-                    "keepdim=True keeps the axis a reduction removes.") if _broadcast_by_accident(got.shape, expected.shape) else ""
-        raise CheckFailed(f"{what} has shape {tuple(got.shape)}, but it should have shape {tuple(expected.shape)}.{accident}")
+                    "keepdim=True keeps the axis a reduction removes.") if _broadcast_by_accident(got.shape,
+                        expected.shape) else ""
+        raise CheckFailed(f"{what} has shape {tuple(got.shape)}, but it should have shape "
+                          f"{tuple(expected.shape)}.{accident}")
     if check_dtype and got.dtype != expected.dtype:
         raise CheckFailed(f"{what} has dtype {got.dtype}, but it should have dtype {expected.dtype}.")
     if got.is_floating_point() and torch.isnan(got).any() and not torch.isnan(expected).any():
         name_mistake(got, mistakes, atol, rtol)
-        raise CheckFailed(f"{what} contains NaN where the reference has numbers: look for 0/0, log(0) or exp of a huge value.")
+        raise CheckFailed(f"{what} contains NaN where the reference has numbers: look for 0/0, log(0) or exp "
+                          "of a huge value.")
     if _close(got, expected.to(got.dtype) if got.is_floating_point() else expected, atol, rtol):
         return
     name_mistake(got, mistakes, atol, rtol)

@@ -90,7 +90,8 @@ def lesson_of(path: Path, nb: nbformat.NotebookNode) -> str:
     lesson = meta.get("lesson") if isinstance(meta, dict) else None
     if lesson is None:
         raise GradingError(
-            f"cannot tell which lesson {path} belongs to: its name should start with the lesson number, e.g. 03_attention.ipynb"
+            f"cannot tell which lesson {path} belongs to: its name should start with the lesson number, e.g. "
+            "03_attention.ipynb"
         )
     if isinstance(lesson, bool) or not re.fullmatch(r"\d{1,2}", str(lesson).strip()):
         raise GradingError(
@@ -187,11 +188,13 @@ def _short(message: str, limit: int = 240) -> str:
 
 
 def format_table(report: Report) -> str:
-    rows = [(f"{r.id} {r.title}", f"{r.earned}/{r.points}", "yes" if r.passed else "no", _short(r.message)) for r in report.results]
+    rows = [(f"{r.id} {r.title}", f"{r.earned}/{r.points}", "yes" if r.passed else "no", _short(r.message))
+            for r in report.results]
     headers = ("exercise", "points", "passed", "message")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:3])]
     line = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)) + "  " + cols[3]  # noqa: E731
-    out = [f"Grading {report.notebook} (lesson {report.lesson})", "", line(headers), line(tuple("-" * w for w in widths) + ("-" * 7,))]
+    out = [f"Grading {report.notebook} (lesson {report.lesson})", "", line(headers), line(tuple("-" * w
+        for w in widths) + ("-" * 7,))]
     out += [line(row) for row in rows]
     out += ["", f"Total: {report.score}/{report.max_score}"]
     if report.notes:

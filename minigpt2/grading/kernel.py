@@ -94,7 +94,9 @@ class KernelSession:
             self.kc.start_channels(hb=False)  # no heartbeat thread: the grader polls the process itself
         except Exception as err:
             self._kill()
-            raise KernelUnavailable(f"the notebook's kernel could not be started ({type(err).__name__}: {err})") from None
+            raise KernelUnavailable(
+                f"the notebook's kernel could not be started ({type(err).__name__}: {err})"
+            ) from None
         self.fresh = True
 
     def _start(self) -> None:
@@ -105,7 +107,9 @@ class KernelSession:
             self.kc.wait_for_ready(timeout=SETUP_TIMEOUT)
         except Exception as err:
             self._kill()
-            raise KernelUnavailable(f"the notebook's kernel could not be started ({type(err).__name__}: {err})") from None
+            raise KernelUnavailable(
+                f"the notebook's kernel could not be started ({type(err).__name__}: {err})"
+            ) from None
         setup = (
             "import minigpt2.grading.agent as _minigpt2_agent\n"
             f"import minigpt2.grading.lesson{self.lesson}\n"
@@ -210,7 +214,8 @@ class KernelSession:
         limit = min(float(time_limit_s), float(self.cell_timeout))
         buffer = io.BytesIO()
         pickle.dump(tuple(forbid), buffer)
-        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({"target": fn, "args": tuple(args), "kwargs": dict(kwargs)})
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({"target": fn, "args": tuple(args),
+                                                                 "kwargs": dict(kwargs)})
         answer = self._request(buffer.getvalue(), ".pkl", limit)
         answer["time_limit_s"] = limit
         if "value" in answer:
@@ -240,7 +245,8 @@ class KernelSession:
             return {"kind": "died", "message": "the kernel died while it ran"}
         try:
             if os.path.getsize(response) > MAX_ANSWER_BYTES:
-                return {"kind": "raised", "type": "ValueError", "message": "it returned more data than the grader reads"}
+                return {"kind": "raised", "type": "ValueError",
+                        "message": "it returned more data than the grader reads"}
             with open(response, encoding="utf-8") as f:
                 answer = json.load(f)
         except (OSError, ValueError):

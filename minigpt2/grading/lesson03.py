@@ -56,8 +56,10 @@ def check_make_causal_mask(make_causal_mask):
         expected = causal_mask(T)
         got = call(make_causal_mask, T)
         if not isinstance(got, torch.Tensor):
-            raise CheckFailed(f"make_causal_mask({T}) should return a torch.Tensor, but it returns a {type(got).__name__}.")
-        as_bool = got.bool() if got.dtype != torch.bool and torch.isin(got, torch.tensor([0, 1], dtype=got.dtype)).all() else got
+            raise CheckFailed(f"make_causal_mask({T}) should return a torch.Tensor, but it returns a "
+                              f"{type(got).__name__}.")
+        zeros_and_ones = got.dtype != torch.bool and torch.isin(got, torch.tensor([0, 1], dtype=got.dtype)).all()
+        as_bool = got.bool() if zeros_and_ones else got
         expect_tensor(
             as_bool,
             expected,
@@ -94,7 +96,8 @@ def check_masked_softmax(masked_softmax):
         what = f"masked_softmax(scores of shape {tuple(scores.shape)}, causal_mask({T}))"
         got = call(masked_softmax, scores.clone(), mask.clone())
         inverted = torch.softmax(scores.masked_fill(mask, NEG_INF), dim=-1)
-        if isinstance(got, torch.Tensor) and got.shape == inverted.shape and torch.allclose(got, inverted, equal_nan=True):
+        if isinstance(got, torch.Tensor) and got.shape == inverted.shape and torch.allclose(got, inverted,
+                                                                                            equal_nan=True):
             raise CheckFailed("you filled -inf where the mask is True; True means 'may attend', so fill where it is "
                               "False: scores.masked_fill(~mask, float('-inf')). (The last row came out all NaN: "
                               "every key of it was masked.)")
@@ -105,7 +108,8 @@ def check_masked_softmax(masked_softmax):
             mistakes=[
                 Mistake(torch.softmax(scores * mask, dim=-1) * mask, "you masked by multiplying: scores * mask makes "
                         "the future's scores 0, not -inf, and a score of 0 still takes weight e⁰ = 1 in the softmax's "
-                        "sum; multiplying the weights by the mask afterwards then leaves rows that do not sum to 1. Use "
+                        "sum; multiplying the weights by the mask afterwards then leaves rows that do "
+                        "not sum to 1. Use "
                         "scores.masked_fill(~mask, float('-inf')) before the softmax."),
                 Mistake(torch.softmax(scores, dim=-1) * mask, "mask applied after softmax: zeroing weights after the "
                         "softmax leaves rows that do not sum to 1, and the future still leaks in through the "
@@ -147,7 +151,8 @@ def check_causal_attention(causal_attention):
                 Mistake(both(_softmax_masked(raw, mask)), "missing √d: divide the scores by math.sqrt(d) before the "
                         "softmax."),
                 Mistake(both(torch.softmax(scaled * mask, dim=-1) * mask), "you masked by multiplying (softmax(s * "
-                        "mask) * mask): a score of 0 still takes weight in the softmax, so the rows do not sum to 1. Set "
+                        "mask) * mask): a score of 0 still takes weight in the softmax, so the rows do "
+                        "not sum to 1. Set "
                         "the future's scores to -inf before the softmax: masked_fill(~mask, float('-inf'))."),
                 Mistake(both(torch.softmax(scaled, dim=-1) * mask), "mask applied after softmax: set the future's "
                         "scores to -inf before the softmax, so every row sums to 1 and no future score leaks in."),

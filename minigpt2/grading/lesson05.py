@@ -33,21 +33,27 @@ def _gelu_inputs():
 def check_gelu(gelu_fn):
     for x in _gelu_inputs():
         mistakes = [
-            Mistake(x * 0.5 * (1 + torch.erf(x / math.sqrt(2))), "that is the exact GELU, x·Φ(x) with erf. GPT-2 uses the "
+            Mistake(x * 0.5 * (1 + torch.erf(x / math.sqrt(2))), "that is the exact GELU, x·Φ(x) with erf. "
+                                                                 "GPT-2 uses the "
                     "tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."),
-            Mistake(torch.relu(x), "that is ReLU, max(0, x). GELU is smooth: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."),
-            Mistake(x * torch.sigmoid(1.702 * x), "that is the sigmoid approximation x·σ(1.702·x); GPT-2 uses the tanh form."),
+            Mistake(torch.relu(x), "that is ReLU, max(0, x). GELU is smooth: 0.5·x·(1 + tanh(√(2/π)·(x + "
+                                   "0.044715·x³)))."),
+            Mistake(x * torch.sigmoid(1.702 * x), "that is the sigmoid approximation x·σ(1.702·x); GPT-2 "
+                                                  "uses the tanh form."),
             Mistake(_tanh_gelu(x, outer=1.0), "you forgot the factor 0.5 in front: 0.5·x·(1 + tanh(…))."),
             Mistake(_tanh_gelu(x, cubic_power=2), "the correction term is 0.044715·x³ (x cubed), not x²."),
-            Mistake(_tanh_gelu(x, scale=math.sqrt(math.pi / 2)), "the scale inside tanh is √(2/π) ≈ 0.798, not √(π/2)."),
-            Mistake(_tanh_gelu(x, times_x=False), "you returned the gate, 0.5·(1 + tanh(…)) ≈ Φ(x), without multiplying "
+            Mistake(_tanh_gelu(x, scale=math.sqrt(math.pi / 2)),
+                    "the scale inside tanh is √(2/π) ≈ 0.798, not √(π/2)."),
+            Mistake(_tanh_gelu(x, times_x=False), "you returned the gate, 0.5·(1 + tanh(…)) ≈ Φ(x), "
+                                                  "without multiplying "
                     "by x: GELU(x) = x·Φ(x)."),
         ]
         original = x.clone()
         got = call(gelu_fn, x)
         if not torch.equal(x, original):
             raise CheckFailed("your gelu changed its input tensor in place; compute a new tensor instead.")
-        expect_tensor(got, gelu(x), what=f"gelu(x) for x of shape {tuple(x.shape)}", atol=1e-6, rtol=1e-5, mistakes=mistakes)
+        expect_tensor(got, gelu(x), what=f"gelu(x) for x of shape {tuple(x.shape)}", atol=1e-6, rtol=1e-5,
+                      mistakes=mistakes)
 
 
 # --------------------------------------------------------------------------- 05.2
@@ -60,7 +66,8 @@ class MLPParameters:
         self.c_fc, self.c_proj = mlp.c_fc, mlp.c_proj
 
     def __call__(self, *args, **kwargs):
-        raise TypeError("calling mlp(x) would use the package's answer; compute it from mlp.c_fc and mlp.c_proj yourself")
+        raise TypeError("calling mlp(x) would use the package's answer; compute it from mlp.c_fc and "
+                        "mlp.c_proj yourself")
 
 
 @exercise("05.2", "The MLP's forward pass", points=1, name="mlp_forward", forbid=("minigpt2.layers.MLP",))
@@ -77,7 +84,8 @@ def check_mlp_forward(mlp_forward):
             expected = mlp(x)
             mistakes = [
                 Mistake(proj(torch.relu(fc(x))), "you used ReLU; GPT-2's MLP uses GELU in the tanh form."),
-                Mistake(proj(F.gelu(fc(x))), "you used the exact GELU (F.gelu / nn.GELU() with erf); GPT-2 uses the tanh "
+                Mistake(proj(F.gelu(fc(x))), "you used the exact GELU (F.gelu / nn.GELU() with erf); "
+                                             "GPT-2 uses the tanh "
                         "form, F.gelu(h, approximate='tanh') or your own gelu."),
                 Mistake(proj(fc(x)), "there is no nonlinearity between the layers: without GELU the two linear layers "
                         "collapse into one."),
@@ -99,8 +107,10 @@ def check_count_mlp_params(count_mlp_params):
     for C, bias in [(768, True), (48, False), (1600, True), (10, True)]:
         expected = sum(p.numel() for p in MLP(SimpleNamespace(n_embd=C, bias=bias, dropout=0.0)).parameters())
         mistakes = [
-            Mistake(2 * C * C + (2 * C if bias else 0), "the hidden layer is 4× wide: c_fc is C → 4·C, c_proj 4·C → C."),
-            Mistake(4 * C * C + (4 * C if bias else 0), "you counted only c_fc: add c_proj (4·C·C weights, plus C biases)."),
+            Mistake(2 * C * C + (2 * C if bias else 0),
+                    "the hidden layer is 4× wide: c_fc is C → 4·C, c_proj 4·C → C."),
+            Mistake(4 * C * C + (4 * C if bias else 0), "you counted only c_fc: add c_proj (4·C·C weights, "
+                                                        "plus C biases)."),
             Mistake(8 * C * C, "you left out the biases: c_fc has 4·C of them and c_proj C."),
             Mistake(8 * C * C + 8 * C, "c_proj has C biases (one per output), not 4·C."),
             Mistake(8 * C * C + 2 * C, "c_fc has 4·C biases (one per hidden unit), not C."),

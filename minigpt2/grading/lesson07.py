@@ -46,19 +46,24 @@ def check_count_gpt_params(count_gpt_params):
     for config in PARAM_CONFIGS:
         expected = reference_param_count(config)
         mistakes = [
-            Mistake(reference_param_count(config, tied=False), "you counted lm_head's matrix as well as wte's: they are "
+            Mistake(reference_param_count(config, tied=False), "you counted lm_head's matrix as well as "
+                                                               "wte's: they are "
                     "one tied matrix, counted once."),
-            Mistake(reference_param_count(config, wpe=False), "the position embedding wpe is missing: block_size × n_embd."),
+            Mistake(reference_param_count(config, wpe=False), "the position embedding wpe is missing: "
+                                                              "block_size × n_embd."),
             Mistake(reference_param_count(config, ln_f=False), "the final LayerNorm ln_f is missing."),
             Mistake(reference_param_count(config, layer_norms=False), "the LayerNorms are missing: ln_1 and ln_2 in "
-                    "every block and ln_f at the end, each with a gain (and a shift when bias=True) of n_embd numbers."),
+                    "every block and ln_f at the end, each with a gain (and a shift when bias=True) of n_embd "
+                    "numbers."),
             Mistake(reference_param_count(config, biases=False), "the biases are missing: with bias=True every Linear "
                     "has one bias per output and every LayerNorm a shift."),
             Mistake(reference_param_count(config, biases=True), "with bias=False there are no biases (and no LayerNorm "
                     "shifts): count only the weights."),
-            Mistake(reference_param_count(config, mlp_width=1), "the MLP is 4× wide: c_fc is n_embd → 4·n_embd and c_proj "
+            Mistake(reference_param_count(config, mlp_width=1), "the MLP is 4× wide: c_fc is n_embd → "
+                                                                "4·n_embd and c_proj "
                     "4·n_embd → n_embd."),
-            Mistake(reference_param_count(config, attention_per_head=True), "you multiplied attention by n_head: the heads "
+            Mistake(reference_param_count(config, attention_per_head=True), "you multiplied attention by "
+                "n_head: the heads "
                     "share c_attn and c_proj, they add no parameters."),
         ]
         got = call(count_gpt_params, config)
@@ -101,14 +106,16 @@ def check_init_gpt2_(init_gpt2_):
         for name, p in parameters.items():
             where = f"{name} (n_layer={n_layer})"
             if torch.all(p == 0.5):
-                raise CheckFailed(f"{where} was not initialised: it still holds the value it had before your function ran.")
+                raise CheckFailed(f"{where} was not initialised: it still holds the value it had before "
+                                  "your function ran.")
             if name.endswith("bias"):
                 if not torch.all(p == 0):
                     raise CheckFailed(f"{where}: biases (and LayerNorm shifts) start at exactly zero.")
                 continue
             if p.dim() == 1:  # a LayerNorm gain
                 if not torch.all(p == 1):
-                    raise CheckFailed(f"{where}: a LayerNorm gain starts at exactly 1 (it was drawn at random, or zeroed?); "
+                    raise CheckFailed(f"{where}: a LayerNorm gain starts at exactly 1 (it was drawn at "
+                                      "random, or zeroed?); "
                                       "initialise only the Linear and Embedding weights at random.")
                 continue
             std, mean = p.std().item(), p.mean().item()
@@ -120,7 +127,8 @@ def check_init_gpt2_(init_gpt2_):
             if name.endswith("c_proj.weight"):
                 if _std_matches(std, 0.02):
                     raise CheckFailed(f"{where} has std 0.02: the residual projections (attn.c_proj and mlp.c_proj) "
-                                      f"must be scaled down by 1/√(2·n_layer), to std 0.02/√{2 * n_layer} = {residual:.4f}.")
+                                      f"must be scaled down by 1/√(2·n_layer), to std 0.02/√{2 * n_layer} = "
+                                      f"{residual:.4f}.")
                 if _std_matches(std, 0.02 / math.sqrt(n_layer)):
                     raise CheckFailed(f"{where} was scaled by 1/√n_layer; each block adds TWO projections to the "
                                       "residual stream (attention and MLP), so scale by 1/√(2·n_layer).")
@@ -128,7 +136,8 @@ def check_init_gpt2_(init_gpt2_):
                     raise CheckFailed(f"{where} was divided by 2·n_layer; divide by its square root, √(2·n_layer).")
             elif _std_matches(std, residual):
                 raise CheckFailed(f"{where} was scaled like a residual projection: only the weights named c_proj "
-                                  "(attn.c_proj and mlp.c_proj) get the 1/√(2·n_layer); every other weight has std 0.02.")
+                                  "(attn.c_proj and mlp.c_proj) get the 1/√(2·n_layer); every other "
+                                  "weight has std 0.02.")
             raise CheckFailed(f"{where} has std {std:.4f}; it should be {target:.4f}.")
 
 
@@ -158,18 +167,21 @@ def check_convert_hf_state_dict(convert_hf_state_dict):
             raise CheckFailed(f"convert_hf_state_dict should return a dict of tensors, got a {type(got).__name__}.")
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
         if missing:
-            raise CheckFailed(f"these names are missing from your state dict: {missing[:4]}. Keep every tensor, under the "
+            raise CheckFailed(f"these names are missing from your state dict: {missing[:4]}. Keep every "
+                              "tensor, under the "
                               "same name (GPT uses transformers' names).")
         if extra:
             raise CheckFailed(f"your state dict has names GPT does not know: {extra[:4]}.")
         for name, want in expected.items():
             tensor = got[name]
-            if isinstance(tensor, torch.Tensor) and tensor.dim() == 2 and tensor.shape == want.t().shape and torch.equal(tensor.t(), want):
+            transposed = isinstance(tensor, torch.Tensor) and tensor.dim() == 2 and tensor.shape == want.t().shape
+            if transposed and torch.equal(tensor.t(), want):
                 if is_conv1d_weight(name):
                     square = " It is square, so no shape error warns you." if want.shape[0] == want.shape[1] else ""
                     raise CheckFailed(f"{name} is not transposed: it is one of the four Conv1D weights, stored as "
                                       f"(in, out); nn.Linear wants (out, in).{square}")
-                raise CheckFailed(f"you transposed {name}, which is not a Conv1D weight: only c_attn, attn.c_proj, c_fc "
+                raise CheckFailed(f"you transposed {name}, which is not a Conv1D weight: only c_attn, "
+                                  "attn.c_proj, c_fc "
                                   "and mlp.c_proj are stored transposed.")
             expect_tensor(tensor, want, what=name, atol=0, rtol=0)
         idx = torch.randint(0, config.vocab_size, (2, 10))
@@ -229,8 +241,10 @@ def check_gpt_forward(gpt_forward):
             mistakes = [
                 Mistake(_forward(model, idx, use_wpe=False), "the position embeddings are missing: add "
                         "transformer.wpe(torch.arange(T)) to the token embeddings."),
-                Mistake(_forward(model, idx, positions_from=1), "positions start at 0: torch.arange(T), not arange(1, T + 1)."),
-                Mistake(_forward(model, idx, ln_f="none"), "the final LayerNorm ln_f is missing: apply it after the last "
+                Mistake(_forward(model, idx, positions_from=1), "positions start at 0: torch.arange(T), not "
+                                                                "arange(1, T + 1)."),
+                Mistake(_forward(model, idx, ln_f="none"), "the final LayerNorm ln_f is missing: apply it "
+                                                           "after the last "
                         "block, before lm_head."),
                 Mistake(_forward(model, idx, ln_f="every block"), "ln_f is applied after every block; it comes once, "
                         "after the last block (the blocks have their own ln_1 and ln_2)."),

@@ -63,7 +63,8 @@ def check_lr_at(lr_at_fn):
         mistakes = [
             Mistake(_rates(_warmup_from_zero, *args) if warmup else None,
                     "the warm-up starts at 0: step 0 gets learning rate 0 and the model does not move. Use "
-                    "max_lr * (step + 1) / warmup_steps, so step 0 already moves and step warmup_steps − 1 reaches max_lr."),
+                    "max_lr * (step + 1) / warmup_steps, so step 0 already moves and step warmup_steps − 1 "
+                    "reaches max_lr."),
             Mistake(_rates(_decay_to_zero, *args) if min_lr else None,
                     "the decay ends at 0 instead of min_lr: the cosine should go from max_lr down to min_lr, "
                     "min_lr + 0.5·(1 + cos(π·progress))·(max_lr − min_lr)."),
@@ -71,7 +72,8 @@ def check_lr_at(lr_at_fn):
                     "the cosine's progress should start at 0 when the warm-up ends: "
                     "progress = (step − warmup_steps) / (total_steps − warmup_steps), not step / total_steps."),
             Mistake(_rates(_cosine_forever, *args),
-                    "after total_steps the rate should stay at min_lr; if you keep following the cosine it climbs back up."),
+                    "after total_steps the rate should stay at min_lr; if you keep following the cosine it "
+                    "climbs back up."),
             Mistake(_rates(_no_warmup, *args) if warmup else None,
                     "there is no warm-up: for step < warmup_steps the rate should rise linearly to max_lr."),
         ]
@@ -126,7 +128,8 @@ def _grouped(decay_groups, which: int, weight_decay: float) -> dict:
             continue
         params = list(group["params"])
         every += params
-        described.append({"params": [names.get(id(p), "?") for p in params], "weight_decay": float(group["weight_decay"])})
+        described.append({"params": [names.get(id(p), "?") for p in params],
+                          "weight_decay": float(group["weight_decay"])})
     duplicates = len(every) != len({id(p) for p in every})
     adamw_error = None
     if not duplicates:  # (the check names duplicates itself)
@@ -142,18 +145,22 @@ def _split(groups, weight_decay) -> tuple[tuple[str, ...], tuple[str, ...]]:
     (:func:`_grouped`); CheckFailed if malformed."""
     if groups["groups"] is None or len(groups["groups"]) != 2:
         got = f"{len(groups['groups'])} groups" if groups["groups"] is not None else f"a {groups['type']}"
-        raise CheckFailed(f"decay_groups should return a list of two dicts (decayed, not decayed), but it returned {got}.")
+        raise CheckFailed("decay_groups should return a list of two dicts (decayed, not decayed), but it "
+                          f"returned {got}.")
     by_decay = {}
     for group in groups["groups"]:
         if group is None:
-            raise CheckFailed("each group should be a dict with the keys 'params' (a list of parameters) and 'weight_decay'.")
+            raise CheckFailed("each group should be a dict with the keys 'params' (a list of parameters) and "
+                              "'weight_decay'.")
         listed = group["params"]
         if "?" in listed:
-            raise CheckFailed("a group holds something that is not one of the model's parameters: use model.parameters().")
+            raise CheckFailed("a group holds something that is not one of the model's parameters: use "
+                              "model.parameters().")
         by_decay.setdefault(float(group["weight_decay"]), []).extend(listed)
     if set(by_decay) != {float(weight_decay), 0.0}:
         raise CheckFailed(
-            f"the groups' weight_decay values are {sorted(by_decay)}; one group should have weight_decay={weight_decay} "
+            f"the groups' weight_decay values are {sorted(by_decay)}; one group should have "
+            f"weight_decay={weight_decay} "
             "and the other 0.0."
         )
     return tuple(sorted(by_decay[float(weight_decay)])), tuple(sorted(by_decay[0.0]))
@@ -242,7 +249,8 @@ def _step_twice(step_fn, grad_clip, n_micro):
     g = torch.Generator().manual_seed(n_micro)
     losses = []
     for _ in range(2):
-        batches = [(torch.randint(13, (3, 8), generator=g), torch.randint(13, (3, 8), generator=g)) for _ in range(n_micro)]
+        batches = [(torch.randint(13, (3, 8), generator=g), torch.randint(13, (3, 8), generator=g))
+                   for _ in range(n_micro)]
         args = (model, optimizer, batches, grad_clip)
         losses.append(step_fn(*args))
     weights = torch.cat([p.detach().flatten() for p in model.parameters()])
@@ -274,9 +282,11 @@ def check_train_step(train_step):
         try:
             expect_tensor(weights, expected, what=what, atol=1e-6, rtol=1e-5)
         except CheckFailed:  # wrong: only now run the mistaken versions to say which mistake it is
-            expect_tensor(weights, expected, what=what, atol=1e-6, rtol=1e-5, mistakes=_step_mistakes(grad_clip, n_micro))
+            expect_tensor(weights, expected, what=what, atol=1e-6, rtol=1e-5,
+                          mistakes=_step_mistakes(grad_clip, n_micro))
         if not all(isinstance(v, (float, int)) or (isinstance(v, torch.Tensor) and v.numel() == 1) for v in losses):
-            raise CheckFailed(f"train_step should return the loss as a number, but it returned {type(losses[0]).__name__}.")
+            raise CheckFailed("train_step should return the loss as a number, but it returned "
+                              f"{type(losses[0]).__name__}.")
         expected_losses = torch.tensor(expected_losses, dtype=torch.float64)
         expect_tensor(
             torch.tensor([float(v) for v in losses], dtype=torch.float64), expected_losses,
@@ -309,20 +319,25 @@ def check_mfu(mfu):
                     "you counted the forward pass only (2 FLOPs per parameter per token). Training also runs "
                     "backward, which costs twice the forward: 6·N in all."),
             Mistake(tokens_per_s * 2 * n_params / peak,
-                    "you counted the forward pass only (2·N). Training costs 6·N, plus attention's 12·n_layer·n_embd·T."),
+                    "you counted the forward pass only (2·N). Training costs 6·N, plus attention's "
+                    "12·n_layer·n_embd·T."),
             Mistake(tokens_per_s * 6 * n_params / peak,
                     "you left out attention's own work, 12·n_layer·n_embd·block_size FLOPs per token: q·kᵀ and "
                     "weights·v have no parameters, so 6·N does not count them."),
             Mistake(100 * expected, "that is a percentage; return the fraction (between 0 and 1)."),
-            Mistake(tokens_per_s * flops, "you forgot to divide by the peak: MFU is a fraction of what the device can do."),
+            Mistake(tokens_per_s * flops, "you forgot to divide by the peak: MFU is a fraction of what "
+                                          "the device can do."),
         ]
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
         if not isinstance(got, (int, float)):
             raise CheckFailed(f"mfu should return a number, but it returned a {type(got).__name__}.")
-        name_mistake(float(got), [m for m in mistakes if not math.isclose(m.output, expected, rel_tol=1e-6)], atol=0, rtol=1e-6)
+        name_mistake(float(got), [m for m in mistakes if not math.isclose(m.output, expected, rel_tol=1e-6)], atol=0,
+                     rtol=1e-6)
         if not math.isclose(float(got), expected, rel_tol=1e-6):
             raise CheckFailed(
-                f"mfu({tokens_per_s:g} tokens/s, N={n_params:,}, n_layer={n_layer}, n_embd={n_embd}, block_size={block_size}, "
-                f"peak={peak:g}) is {float(got):.6g}, but it should be {expected:.6g}: FLOPs per token × tokens/s ÷ peak."
+                f"mfu({tokens_per_s:g} tokens/s, N={n_params:,}, n_layer={n_layer}, n_embd={n_embd}, "
+                f"block_size={block_size}, "
+                f"peak={peak:g}) is {float(got):.6g}, but it should be {expected:.6g}: FLOPs per token × "
+                "tokens/s ÷ peak."
             )

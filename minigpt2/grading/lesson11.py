@@ -16,7 +16,6 @@ from minigpt2.finetune.instruct import IGNORE, collate_instructions
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor, name_mistake, seeded_randn
 
-
 # The package's finished versions of what these exercises build, and the libraries that have them.
 LORA = ("minigpt2.lora.LoRALinear", "minigpt2.lora.apply_lora", "minigpt2.lora.merge_lora", "peft.*")
 POOLING = ("minigpt2.finetune.classify.pool_last", "minigpt2.finetune.classify.GPTClassifier")
@@ -161,7 +160,8 @@ def _lora(x, W, b, A, B, alpha, scaling=None):
 def check_lora_forward(lora_forward):
     for seed, (batch, in_f, out_f, r, alpha) in enumerate([((2, 5), 6, 4, 2, 8.0), ((3,), 9, 7, 3, 3.0),
                                                            ((2, 3, 4), 4, 4, 1, 16.0)]):
-        x, W, b = seeded_randn(*batch, in_f, seed=seed), seeded_randn(out_f, in_f, seed=seed + 10), seeded_randn(out_f, seed=seed + 20)
+        x, W, b = seeded_randn(*batch, in_f, seed=seed), seeded_randn(out_f, in_f, seed=seed + 10), seeded_randn(out_f,
+            seed=seed + 20)
         A, B = seeded_randn(r, in_f, seed=seed + 30), seeded_randn(out_f, r, seed=seed + 40)
         got = call(lora_forward, *(t.clone() for t in (x, W, b, A, B)), alpha)
         expect_tensor(got, _lora(x, W, b, A, B, alpha), what=f"lora_forward(x of shape {tuple(x.shape)}, r={r}, "
@@ -183,7 +183,8 @@ def check_lora_forward(lora_forward):
 @exercise("11.5", "Merging LoRA into the weight", points=1, name="merge_lora_weight", forbid=LORA)
 def check_merge_lora_weight(merge_lora_weight):
     for seed, (in_f, out_f, r, alpha) in enumerate([(6, 4, 2, 8.0), (9, 7, 3, 1.5), (5, 5, 1, 4.0)]):
-        W, A, B = seeded_randn(out_f, in_f, seed=seed), seeded_randn(r, in_f, seed=seed + 1), seeded_randn(out_f, r, seed=seed + 2)
+        W, A, B = seeded_randn(out_f, in_f, seed=seed), seeded_randn(r, in_f, seed=seed + 1), seeded_randn(out_f, r,
+            seed=seed + 2)
         before = W.clone()
         got = call(merge_lora_weight, W, A.clone(), B.clone(), alpha)
         expected = before + alpha / r * B @ A
@@ -219,11 +220,13 @@ def check_accuracy_over_batches(accuracy_over_batches):
         if math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12):
             continue
         per_batch = sum(c / n for c, n in zip(correct, sizes)) / len(sizes)
-        wrong_axis = sum((l.argmax(0)[: len(y)] == y[: l.size(1)]).sum().item() for l, y in zip(logit_batches, label_batches))
+        wrong_axis = sum((l.argmax(0)[: len(y)] == y[: l.size(1)]).sum().item() for l,
+                         y in zip(logit_batches, label_batches))
         name_mistake(got, [m for m in [
             Mistake(per_batch, "you averaged the batches' accuracies: a short last batch then counts as much as a "
                     "full one. Add up the correct predictions and the examples over all batches, then divide."),
-            Mistake(float(sum(correct)), "that is the number of correct predictions: divide by the number of examples."),
+            Mistake(float(sum(correct)),
+                    "that is the number of correct predictions: divide by the number of examples."),
             Mistake(100 * expected, "that is a percentage: return a fraction between 0 and 1."),
             Mistake(correct[-1] / sizes[-1], "that is the last batch's accuracy alone: count over every batch."),
             Mistake(wrong_axis / sum(sizes), "argmax over the wrong axis: the prediction of each example is the "

@@ -69,7 +69,9 @@ def recover_merges(ranks: dict[bytes, int]) -> tuple[list[int], list[Pair]]:
     for token, rank in by_rank[256:]:
         parts = bpe_with_ranks(ranks, token, rank, token_of)
         if len(parts) != 2:
-            raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two earlier tokens: BPE gives {parts}.")
+            raise ValueError(
+                f"token {token!r} (rank {rank}) is not the merge of two earlier tokens: BPE gives {parts}."
+            )
         merges.append((ranks[parts[0]], ranks[parts[1]]))
     return byte_ids, merges
 
@@ -99,4 +101,5 @@ def tiktoken_gpt2(path: str | os.PathLike | None = None):
     from tiktoken_ext.openai_public import r50k_pat_str
 
     ranks = load_tiktoken_bpe(str(locate("gpt2-merges", path)))
-    return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={END_OF_TEXT: END_OF_TEXT_ID})
+    return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={END_OF_TEXT: END_OF_TEXT_ID})

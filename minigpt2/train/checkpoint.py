@@ -238,9 +238,12 @@ def _make_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise OutDirError(f"cannot create the checkpoint folder {directory}: part of that path is a file; give another --out-dir") from None
+        raise OutDirError(f"cannot create the checkpoint folder {directory}: part of that path is a file; give "
+                          "another --out-dir") from None
     except OSError as err:
-        raise OutDirError(f"cannot create the checkpoint folder {directory} ({err.strerror}); give another --out-dir") from None
+        raise OutDirError(
+            f"cannot create the checkpoint folder {directory} ({err.strerror}); give another --out-dir"
+        ) from None
 
 
 def _acquire(path: Path) -> int:
@@ -310,7 +313,8 @@ else:
         except BlockingIOError:
             raise
         except OSError as err:  # a file system without locks (some network mounts): run, unguarded
-            warnings.warn(f"cannot lock {path} ({err.strerror}): nothing stops a second run from using its folder", stacklevel=4)
+            warnings.warn(f"cannot lock {path} ({err.strerror}): nothing stops a second run from using its folder",
+                          stacklevel=4)
 
     def _release(fd: int, path: Path) -> None:
         path.unlink(missing_ok=True)  # before the lock goes: a waiting run then sees the file gone and retries
@@ -329,12 +333,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
             if header.get("format") != FORMAT:
-                raise CheckpointError(f"{path} is a safetensors file but not a minigpt2 checkpoint (no '{FORMAT}' format tag)")
+                raise CheckpointError(f"{path} is a safetensors file but not a minigpt2 checkpoint (no "
+                                      f"'{FORMAT}' format tag)")
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except CheckpointError:
         raise
     except Exception as err:  # safetensors raises its own error types for truncated or garbled files
-        raise CheckpointError(f"{path} cannot be read as a checkpoint ({err}); it may be truncated or not a checkpoint") from None
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint ({err}); it may be truncated or not a checkpoint"
+        ) from None
     if "checksum" in header and checksum(tensors, header) != header["checksum"]:  # files of older versions have none
         raise CheckpointError(
             f"{path} is damaged: its contents do not match the checksum written with them (bytes changed on the disk "
@@ -389,16 +396,19 @@ def restore(
     The optimizer keeps its own implementation choice (``fused`` / ``foreach``), so a
     checkpoint written on a GPU resumes on a CPU and the other way round.
     """
-    broken = sorted(name for name, t in checkpoint.model_state.items() if t.is_floating_point() and not t.isfinite().all())
+    broken = sorted(name for name, t in checkpoint.model_state.items() if t.is_floating_point()
+                    and not t.isfinite().all())
     if broken:
         raise CheckpointError(
-            f"the checkpoint's weights hold nan or inf ({broken[0]}{' and others' if len(broken) > 1 else ''}): the run "
+            "the checkpoint's weights hold nan or inf "
+            f"({broken[0]}{' and others' if len(broken) > 1 else ''}): the run "
             "that wrote it had diverged. Use an earlier copy, or train afresh in another folder"
         )
     try:
         model.load_state_dict(checkpoint.model_state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint does not fit this model: {str(err).splitlines()[0]} (same n_layer, n_embd, vocab?)") from None
+        raise CheckpointError(f"the checkpoint does not fit this model: {str(err).splitlines()[0]} (same n_layer, "
+                              "n_embd, vocab?)") from None
     if optimizer is not None:
         if checkpoint.optimizer_state is None:
             raise CheckpointError("this checkpoint holds no optimizer state, so training cannot resume from it")
@@ -408,7 +418,8 @@ def restore(
             group.update(keep)
     if restore_rng:
         torch.set_rng_state(checkpoint.rng["rng.cpu"])
-        cuda_keys = sorted((k for k in checkpoint.rng if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+        cuda_keys = sorted((k for k in checkpoint.rng if k.startswith("rng.cuda.")),
+                           key=lambda k: int(k.rsplit(".", 1)[1]))
         cuda_states = [checkpoint.rng[k] for k in cuda_keys]
         if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)

@@ -42,7 +42,8 @@ class TrainConfig:
     log_interval: int = 10
     # system
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto: bf16 autocast where it is faster (GPUs with bf16, CPUs with AMX when timed faster), else float32
+    # auto: bf16 autocast where it is faster (GPUs with bf16, CPUs with AMX when timed faster), else float32
+    dtype: str = "auto"
     compile: bool = False  # torch.compile the model (worth it on GPUs for long runs)
     seed: int = 1337
     out_dir: str = "checkpoints/run"
@@ -62,7 +63,9 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"{flag('dtype')} should be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"{flag('n_embd')} ({self.n_embd}) should be divisible by {flag('n_head')} ({self.n_head})")
+            raise ValueError(
+                f"{flag('n_embd')} ({self.n_embd}) should be divisible by {flag('n_head')} ({self.n_head})"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{flag('dropout')} should be in [0, 1), got {self.dropout}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -70,7 +73,8 @@ class TrainConfig:
         if not 0.0 < self.min_lr <= self.lr:
             raise ValueError(f"need 0 < {flag('min_lr')} <= {flag('lr')}, got {self.min_lr} and {self.lr}")
         if not 0 <= self.warmup_iters <= self.max_iters:
-            raise ValueError(f"{flag('warmup_iters')} ({self.warmup_iters}) should be between 0 and {flag('max_iters')} ({self.max_iters})")
+            raise ValueError(f"{flag('warmup_iters')} ({self.warmup_iters}) should be between 0 and "
+                             f"{flag('max_iters')} ({self.max_iters})")
         if self.checkpoint_interval < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("--checkpoint-interval, --weight-decay and --grad-clip should not be negative")
         return self
@@ -151,7 +155,8 @@ PRESETS: dict[str, TrainConfig] = {
     "shakespeare-gpt2": TrainConfig(
         tokenizer="gpt2", n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2,
         vocab_multiple=64, batch_size=32, max_iters=2000, lr=6e-4, min_lr=6e-5, warmup_iters=100,
-        beta2=0.95, eval_interval=250, eval_iters=50, device="auto", compile=True, out_dir="checkpoints/shakespeare-gpt2",
+        beta2=0.95, eval_interval=250, eval_iters=50, device="auto", compile=True,
+        out_dir="checkpoints/shakespeare-gpt2",
     ),
 }
 

@@ -58,7 +58,8 @@ def load_tokens(dataset: str, tokenizer: str, val_fraction: float) -> TokenData:
 
 
 def check_fits(tokens: torch.Tensor, block_size: int, split: str) -> None:
-    """A window needs ``block_size + 1`` tokens (:func:`minigpt2.data.check_stream`); say what to do when the split is shorter."""
+    """A window needs ``block_size + 1`` tokens (:func:`minigpt2.data.check_stream`); say what to do when the split is
+    shorter."""
     check_stream(tokens, block_size, f"the {split} split",
                  "use a smaller --block-size or a smaller/larger --val-fraction")
 

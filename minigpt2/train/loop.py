@@ -22,8 +22,8 @@ leaving the last good checkpoint as it was.
 
 from __future__ import annotations
 
-import math
 import logging
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -39,8 +39,8 @@ from minigpt2.train.config import TrainConfig
 from minigpt2.train.dataset import Batches, TokenData, eval_batches, load_tokens
 from minigpt2.train.mfu import mfu, model_flops_per_token, peak_flops, refresh_peak
 from minigpt2.train.optim import WarmupCosine, clip_grad_norm, make_optimizer
-from minigpt2.train.progress import progress_bar
 from minigpt2.train.precision import Precision, autocast_context, choose_precision
+from minigpt2.train.progress import progress_bar
 from minigpt2.utils import set_seed
 
 CHECKPOINT_NAME = "ckpt.safetensors"
@@ -171,7 +171,8 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
     set_seed(config.seed)  # the same initial weights in every process
     model = GPT(model_config(config, data.vocab_size)).to(device)
     optimizer = make_optimizer(
-        model, lr=config.lr, weight_decay=config.weight_decay, betas=(config.beta1, config.beta2), device_type=device.type
+        model, lr=config.lr, weight_decay=config.weight_decay, betas=(config.beta1, config.beta2),
+        device_type=device.type
     )
     schedule = WarmupCosine(config.lr, config.min_lr, config.warmup_iters, config.max_iters)
     torch.manual_seed(config.seed + info.rank)  # dropout masks differ between processes
@@ -236,7 +237,8 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
             saved.update(step=step, path=save_checkpoint(ckpt_path, model, step, optimizer, meta()))
         except OSError as err:
             raise OutDirError(f"could not write the checkpoint {ckpt_path} ({err.strerror or err}); "
-                              "the previous one, if any, is intact. Free some space or give another --out-dir") from None
+                              "the previous one, if any, is intact. Free some space or give another "
+                              "--out-dir") from None
 
     def evaluate_and_save() -> None:
         nonlocal peak
@@ -299,7 +301,8 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
                 flops_per_s = tokens_per_s * flops_per_token
                 if flops_per_s / info.world_size > peak:  # the device evidently reaches this: MFU never exceeds 1
                     peak = flops_per_s / info.world_size
-                    peak_source = f"the best rate this run reached on the {device.type.upper()}, above its measured matmul peak"
+                    peak_source = (f"the best rate this run reached on the {device.type.upper()}, above its "
+                                   "measured matmul peak")
                 row = {"step": step, "train_loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s,
                        "flops_per_s": flops_per_s, "mfu": mfu(tokens_per_s, flops_per_token, peak * info.world_size)}
                 history.train.append(row)
@@ -339,12 +342,14 @@ def check_resumable(saved: dict, config: TrainConfig) -> None:
     for name in MODEL_SHAPE_FIELDS:
         if name in saved and saved[name] != getattr(config, name):
             raise ValueError(
-                f"the checkpoint was trained with {name}={saved[name]!r} but this run asks for {getattr(config, name)!r}; "
+                f"the checkpoint was trained with {name}={saved[name]!r} but this run asks for "
+                f"{getattr(config, name)!r}; "
                 f"drop that setting to resume, or use another --out-dir to start afresh"
             )
 
 
 __all__ = [
-    "train", "TrainResult", "TrainingDiverged", "History", "evaluate", "resolve_dtype", "model_config", "checkpoint_path",
+    "train", "TrainResult", "TrainingDiverged", "History", "evaluate", "resolve_dtype", "model_config",
+        "checkpoint_path",
     "CHECKPOINT_NAME",
 ]

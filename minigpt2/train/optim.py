@@ -1,6 +1,7 @@
 """The optimizer and the learning-rate schedule.
 
-AdamW with two parameter groups, as nanoGPT trains (common practice; GPT-2's paper does not publish its optimizer settings):
+AdamW with two parameter groups, as nanoGPT trains (common practice; GPT-2's paper does not publish its optimizer
+settings):
 
 * matrices (Linear weights, embeddings — every parameter with 2 or more dimensions)
   get weight decay: it pulls the weights that do the model's mixing towards zero;

@@ -8,8 +8,8 @@ from typing import Iterator
 import torch
 
 from minigpt2.model import GPT, GPTConfig
-from minigpt2.train.checkpoint import CheckpointError, load_checkpoint, restore
 from minigpt2.sampling import TextAssembler, decode_tokens, generate_tokens, token_bytes
+from minigpt2.train.checkpoint import CheckpointError, load_checkpoint, restore
 from minigpt2.train.dataset import tokenizer_from_meta
 
 
@@ -17,7 +17,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     """The model (in eval mode, on ``device``) and the tokenizer of a training checkpoint."""
     ckpt = load_checkpoint(path)
     if "model_config" not in ckpt.meta or "tokenizer" not in ckpt.meta:
-        raise CheckpointError(f"{path} does not say which model and tokenizer it holds; was it written by minigpt2 train?")
+        raise CheckpointError(f"{path} does not say which model and tokenizer it holds; was it written by "
+                              "minigpt2 train?")
     model = GPT(GPTConfig(**ckpt.meta["model_config"]))
     restore(ckpt, model, restore_rng=False)
     return model.to(device).eval(), tokenizer_from_meta(ckpt.meta["tokenizer"])
@@ -40,7 +41,8 @@ def generate_text(
     if not ids:
         raise ValueError("the prompt encodes to no tokens; give at least one character, e.g. --prompt $'\\n'")
     device = next(model.parameters()).device
-    idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=device)  # (num_samples, T); generate crops the context
+    # (num_samples, T); generate crops the context
+    idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=device)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     return [decode_tokens(tokenizer, row.tolist()) for row in out]
 
@@ -60,7 +62,8 @@ def encode_prompt(tokenizer, prompt: str, allow_special: bool = False) -> list[i
         unknown = sorted(set(prompt) - set(chars))
         if unknown:
             raise ValueError(
-                f"--prompt has characters this model never saw: {''.join(unknown)!r}; a character-level model knows only "
+                f"--prompt has characters this model never saw: {''.join(unknown)!r}; a character-level "
+                "model knows only "
                 f"the {len(chars)} characters of its training text: {''.join(chars)!r}"
             )
     special = getattr(tokenizer, "special_tokens", None) or {}

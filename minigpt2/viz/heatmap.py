@@ -49,7 +49,8 @@ def token_labels(tokens: Sequence[str] | None, T: int) -> list[str]:
     if isinstance(tokens, str):
         raise TypeError("tokens must be a list of token pieces (one string per position), not one string")
     if len(tokens) != T:
-        raise ValueError(f"got {len(tokens)} tokens for attention weights over {T} positions; give one token per position")
+        raise ValueError(f"got {len(tokens)} tokens for attention weights over {T} positions; give one "
+                         "token per position")
     return [display_token(str(t)) for t in tokens]
 
 
@@ -174,7 +175,8 @@ def all_layers(weights) -> list[np.ndarray]:
         layers = [to_numpy(w) for w in weights]
         for layer, w in enumerate(layers):
             if w.ndim == 4 and w.shape[0] != 1:
-                raise ValueError(f"layer {layer} holds a batch of {w.shape[0]} sequences; pick one: [w[b] for w in weights]")
+                raise ValueError(f"layer {layer} holds a batch of {w.shape[0]} sequences; pick one: [w[b] "
+                                 "for w in weights]")
         layers = [w[0] if w.ndim == 4 else w for w in layers]
     else:
         w = to_numpy(weights)

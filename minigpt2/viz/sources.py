@@ -35,7 +35,8 @@ class FixedAttention:
         self.layers = all_layers(weights)
         T = self.layers[0].shape[-1]
         if isinstance(tokens, str) or len(tokens) != T:
-            raise ValueError(f"give the {T} token pieces the weights belong to, as a list of strings (got {tokens!r:.60})")
+            raise ValueError(f"give the {T} token pieces the weights belong to, as a list of strings (got "
+                             f"{tokens!r:.60})")
         self.tokens = [str(t) for t in tokens]
         self.text = "".join(self.tokens)
 
@@ -97,7 +98,8 @@ def as_source(source, tokens: Sequence[str] | None = None):
             raise ValueError("tokens come from the source's own tokenize(); pass tokens only with fixed weights")
         return source
     if hasattr(source, "attention_weights"):
-        raise TypeError("got a model: use AttentionWidget.from_model(model, tokenizer) (or AttentionExplorer.from_model)")
+        raise TypeError("got a model: use AttentionWidget.from_model(model, tokenizer) (or "
+                        "AttentionExplorer.from_model)")
     if tokens is None:
         raise ValueError("fixed weights need their tokens: AttentionWidget(weights, tokens=[...])")
     return FixedAttention(source, tokens)
