@@ -156,9 +156,8 @@ def main() -> None:
         print(f"| {name} | {statistics.median(s):.2f} | {max(s):.2f} | {compared} |")
     print()
     print(f"read bandwidth (sum over 1 GiB): {bandwidth / 1e9:.1f} GB/s; bytes per token "
-          f"{bytes_per_token(ours, args.prompt, n) / 1e6:.0f} MB → bound {bound:.1f} tokens/s; "
-          f"cached path at {max(cached) / bound:.0%} of it (best round), "
-          f"{statistics.median(cached) / bound:.0%} (median)")
+          f"{bytes_per_token(ours, args.prompt, n) / 1e6:.0f} MB → bound {bound:.1f} tokens/s; cached path at "
+          f"{max(cached) / bound:.0%} of it (best round), {statistics.median(cached) / bound:.0%} (median)")
     hf_median = statistics.median(speeds["transformers generate (cache)"])
     print(f"a token's matrix products alone: {floor * 1e3:.1f} ms → at most {1 / floor:.1f} tokens/s; "
           f"cached path at {statistics.median(cached) * floor:.0%} of it (median)")

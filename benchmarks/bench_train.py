@@ -189,9 +189,8 @@ def print_precision(result: dict) -> None:
     q = quartiles(result["ratios"])
     print(f"\n{result['size']}: auto picked {result['auto_picked']} ({result['why']})")
     print("  " + "   ".join(f"{k} median {v:,.0f} tok/s" for k, v in result["tokens_per_s_median"].items()))
-    print(f"  auto / float32: {statistics.median(result['ratios']):.2f}x  (median of "
-          f"{len(result['ratios'])} alternating "
-          f"rounds; quartiles {q[0]:.2f} to {q[-1]:.2f})")
+    print(f"  auto / float32: {statistics.median(result['ratios']):.2f}x  (median of {len(result['ratios'])} "
+          f"alternating rounds; quartiles {q[0]:.2f} to {q[-1]:.2f})")
 
 
 def quartiles(values: list[float]) -> list[float]:
@@ -202,21 +201,19 @@ def print_throughput(result: dict) -> None:
     s = result["shape"]
     print(
         f"\n{result['size']}{' (both compiled)' if result['compiled'] else ''}: {s['n_layer']} layers, {s['n_head']} "
-        f"heads, n_embd {s['n_embd']}, context {s['block_size']}, "
-        f"batch {s['batch_size']} ({result['params'] / 1e6:.2f}M parameters); "
-        f"{'bf16 autocast' if result['dtype'] == 'bfloat16' else result['dtype']}; "
-        f"measured {result['dtype']} matmul peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s"
+        f"heads, n_embd {s['n_embd']}, context {s['block_size']}, batch {s['batch_size']} "
+        f"({result['params'] / 1e6:.2f}M parameters); "
+        f"{'bf16 autocast' if result['dtype'] == 'bfloat16' else result['dtype']}; measured {result['dtype']} matmul "
+        f"peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s"
     )
     for name in ("minigpt2", "huggingface"):
         print(
             f"  {name:<12} median {result['tokens_per_s_median'][name]:>9,.0f} tok/s   best "
-            f"{result['tokens_per_s_best'][name]:>9,.0f} tok/s"
-            f"   MFU (median) {result['mfu_median'][name]:.1%}"
+            f"{result['tokens_per_s_best'][name]:>9,.0f} tok/s   MFU (median) {result['mfu_median'][name]:.1%}"
         )
     q = quartiles(result["ratios"])
-    print(f"  minigpt2 / huggingface: {result['ratio_median']:.2f}x  (median of {len(result['ratios'])} "
-          "alternating rounds; "
-          f"quartiles {q[0]:.2f} to {q[-1]:.2f})")
+    print(f"  minigpt2 / huggingface: {result['ratio_median']:.2f}x  (median of {len(result['ratios'])} alternating "
+          f"rounds; quartiles {q[0]:.2f} to {q[-1]:.2f})")
 
 
 def learn(max_minutes: float | None, name: str = "shakespeare-char", overrides: dict | None = None) -> dict:
@@ -251,8 +248,7 @@ def learn(max_minutes: float | None, name: str = "shakespeare-char", overrides: 
     }
     print(f"precision: {summary['precision']}")
     print(f"done: {result.step} steps ({summary['tokens_seen']:,} tokens) in {seconds:.0f} s, val loss "
-          f"{result.val_loss:.4f}, "
-          f"median {summary['median_tokens_per_s']:,} tok/s, MFU {summary['median_mfu']:.1%}")
+          f"{result.val_loss:.4f}, median {summary['median_tokens_per_s']:,} tok/s, MFU {summary['median_mfu']:.1%}")
     if max_minutes is not None and seconds > 60 * max_minutes:
         print(f"note: the run took longer than {max_minutes:g} minutes on this machine as loaded now")
     return summary

@@ -134,9 +134,8 @@ def config_from_hf(hf_config: dict, source: str = CONFIG_FILE, **overrides) -> G
             raise CheckpointError(f"{source} has {key}={value!r}; it should be a positive whole number")
     if hf_config["n_embd"] % hf_config["n_head"]:
         raise CheckpointError(
-            f"{source} has n_embd={hf_config['n_embd']} and n_head={hf_config['n_head']}, but n_embd "
-            "must be a multiple "
-            "of n_head; the file is damaged or was not written for GPT-2"
+            f"{source} has n_embd={hf_config['n_embd']} and n_head={hf_config['n_head']}, but n_embd must be a "
+            "multiple of n_head; the file is damaged or was not written for GPT-2"
         )
     n_inner = hf_config.get("n_inner")
     if n_inner is not None and n_inner != 4 * hf_config["n_embd"]:

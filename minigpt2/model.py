@@ -53,9 +53,8 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig.{name} should be positive, got {value}")
         if self.n_embd % self.n_head != 0:
             raise ValueError(
-                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
-                "each head gets n_embd // n_head channels. Try "
-                f"n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
+                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head gets n_embd "
+                f"// n_head channels. Try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
             )
         if isinstance(self.dropout, bool) or not isinstance(self.dropout,
                                                             (int, float)) or not 0.0 <= self.dropout < 1.0:
@@ -176,8 +175,8 @@ class GPT(nn.Module):
             )
         binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
         if attention_mask.is_floating_point() or attention_mask.is_complex() or not binary:
-            raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an integer or bool "
-                             "tensor")
+            raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an "
+                             "integer or bool tensor")
 
     def forward(
         self,

@@ -115,9 +115,8 @@ def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say:
             choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, "
                                                                    f"downloaded to {directory}", directory)
     else:
-        choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and "
-                                             "downloads are off "
-                             f"(MINIGPT2_OFFLINE=1); using the small local model instead")
+        choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and downloads are "
+                                             "off (MINIGPT2_OFFLINE=1); using the small local model instead")
     if say is not None:
         say(choice.reason)
     return choice

@@ -64,13 +64,11 @@ def test_patched_checks_and_comparisons_change_nothing(tmp_path):
 
 def test_an_always_equal_int_and_an_allclose_tensor_arrive_as_plain_data(tmp_path):
     always_equal = ("class Yes(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = "
-                    "int.__hash__\n\n"
-                    "def utf8_length(text):\n    return Yes(0)")
+                    "int.__hash__\n\ndef utf8_length(text):\n    return Yes(0)")
     liar = ("class Liar(torch.Tensor):\n    @classmethod\n    def __torch_function__(cls, func, types, args=(), "
-            "kwargs=None):\n"
-            "        if func in (torch.allclose, torch.equal):\n            return True\n"
-            "        return super().__torch_function__(func, types, args, kwargs or {})\n\n"
-            "def softmax(x):\n    return torch.zeros_like(x).as_subclass(Liar)")
+            "kwargs=None):\n        if func in (torch.allclose, torch.equal):\n            return True\n        "
+            "return super().__torch_function__(func, types, args, kwargs or {})\n\ndef softmax(x):\n    return "
+            "torch.zeros_like(x).as_subclass(Liar)")
     stack = ("import inspect\n\ndef count_linear_params(n_in, n_out, bias=True):\n"
              "    for frame in inspect.stack():\n        if 'expected' in frame.frame.f_locals:\n"
              "            return frame.frame.f_locals['expected']\n    return 0")
@@ -114,9 +112,8 @@ def test_library_and_package_shortcuts_in_later_lessons(root, tmp_path):
     assert [r.earned > 0 for r in report.results] == [True, True, True, False], [r.message for r in report.results]
     assert "scaled_dot_product_attention" in report.results[3].message
 
-    package = ("from minigpt2.attention import scaled_dot_product_attention, causal_mask\n\n"
-               "def causal_attention(q, k, v):\n    return scaled_dot_product_attention(q, k, v, "
-               "causal_mask(q.size(-2)))")
+    package = ("from minigpt2.attention import scaled_dot_product_attention, causal_mask\n\ndef causal_attention(q, "
+               "k, v):\n    return scaled_dot_product_attention(q, k, v, causal_mask(q.size(-2)))")
     assert rows(grade_notebook(_lesson(tmp_path, root, "03_attention.ipynb",
                                        {"causal_attention": package})))["03.4"].earned == 0
 
@@ -144,13 +141,10 @@ def test_lesson_11_shortcuts_through_the_package_and_peft_score_zero(root, tmp_p
                "def collate_masked(examples, pad_id, end_id):\n"
                "    batch = collate_instructions(examples, pad_id=pad_id, end_id=end_id, max_length=10_000)\n"
                "    return batch.inputs, batch.targets")
-    lora = ("import torch\nfrom minigpt2.lora import LoRALinear\n\n"
-            "def lora_forward(x, W, b, A, B, alpha):\n"
-            "    layer = LoRALinear(torch.nn.Linear(W.size(1), W.size(0), dtype=W.dtype), A.size(0), alpha)\n"
-            "    with torch.no_grad():\n"
-            "        layer.base.weight.copy_(W); layer.base.bias.copy_(b); layer.lora_A.copy_(A); "
-            "layer.lora_B.copy_(B)\n"
-            "    return layer(x).detach()")
+    lora = ("import torch\nfrom minigpt2.lora import LoRALinear\n\ndef lora_forward(x, W, b, A, B, alpha):\n    layer "
+            "= LoRALinear(torch.nn.Linear(W.size(1), W.size(0), dtype=W.dtype), A.size(0), alpha)\n    with "
+            "torch.no_grad():\n        layer.base.weight.copy_(W); layer.base.bias.copy_(b); layer.lora_A.copy_(A); "
+            "layer.lora_B.copy_(B)\n    return layer(x).detach()")
     merge = ("import importlib\nimport torch\n\n"  # no forbidden name in the source: only the watch sees it
              "def merge_lora_weight(W, A, B, alpha):\n"
              "    lora = importlib.import_module('minigpt2.' + 'lora')\n"

@@ -77,7 +77,7 @@ def check_softmax(softmax):
     if isinstance(got, torch.Tensor) and torch.isnan(got).any():
         raise CheckFailed(
             "your softmax gives NaN for large inputs such as [1000, 1001, 1002]: exp(1000) overflows to inf and "
-            "inf/inf is NaN. "
-            "Subtract each row's maximum before exponentiating; the result is the same, and nothing overflows."
+            "inf/inf is NaN. Subtract each row's maximum before exponentiating; the result is the same, and "
+            "nothing overflows."
         )
     expect_tensor(got, _reference_softmax(big), what="softmax([[1000, 1001, 1002], [-1000, 0, 1000]])")

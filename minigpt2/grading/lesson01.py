@@ -58,9 +58,9 @@ def check_pair_counts(learner_pair_counts):
             mistakes=_relevant(expected, [
                 Mistake(pair_counts(ids[:-1]), "you missed the last pair: a list of n ids has n − 1 adjacent pairs "
                         "(zip(ids, ids[1:]), or range(len(ids) - 1))."),
-                Mistake(_non_overlapping(ids), "you counted only the pairs at even positions (0-1, 2-3, …): "
-                                               "pairs overlap, "
-                        "[1, 2, 3] has both (1, 2) and (2, 3), so step by one, not two."),
+                Mistake(_non_overlapping(ids), "you counted only the pairs at even positions (0-1, 2-3, …): pairs "
+                                               "overlap, [1, 2, 3] has both (1, 2) and (2, 3), so step "
+                                               "by one, not two."),
                 Mistake(distinct, "every pair has count 1: you recorded which pairs occur, not how often. "
                         "Add 1 each time a pair appears."),
                 Mistake(pair_counts(ids + ids[:1]) if ids else {}, "you also paired the last id with the first one: "
@@ -98,12 +98,12 @@ def check_merge(learner_merge):
             expected,
             what=f"merge({ids}, {pair}, {new_id})",
             mistakes=_relevant(expected, [
-                Mistake(_merge_overlapping(ids, pair, new_id), "after a merge, skip BOTH ids of the pair (i "
-                                                               "+= 2): each id "
-                        "can be part of one merge only, so [1, 1, 1] with (1, 1) gives [new, 1]."),
-                Mistake(_merge_dropping_last(ids, pair, new_id), "the last id went missing: when the loop "
-                                                                 "stops one short "
-                        "of the end to look at pairs, append the final id too."),
+                Mistake(_merge_overlapping(ids, pair, new_id), "after a merge, skip BOTH ids of the pair (i += 2): "
+                                                               "each id can be part of one merge only, so [1, 1, 1] "
+                                                               "with (1, 1) gives [new, 1]."),
+                Mistake(_merge_dropping_last(ids, pair, new_id), "the last id went missing: when the loop stops one "
+                                                                 "short of the end to look at pairs, append "
+                                                                 "the final id too."),
                 Mistake(_merge_first_only(ids, pair, new_id), "you replaced only the first occurrence of the pair; "
                         "replace every occurrence, scanning left to right."),
                 Mistake(merge_pair(ids, pair[::-1], new_id), "you merged the pair in the wrong order: (a, b) means a "
@@ -154,31 +154,27 @@ def check_train(learner_train):
             expected,
             what=f"train({text[:20]!r}{'…' if len(text) > 20 else ''}, {vocab_size})",
             mistakes=_relevant(expected, [
-                Mistake(_train(text, vocab_size, ties="first seen"), "equally frequent pairs must go to "
-                                                                     "the SMALLER pair: "
-                        "pick with min(counts, key=lambda p: (-counts[p], p)). max(counts, key=counts.get) "
-                        "takes whichever "
-                        "pair was seen first."),
+                Mistake(_train(text, vocab_size, ties="first seen"), "equally frequent pairs must go to the SMALLER "
+                                                                     "pair: pick with min(counts, key=lambda p: "
+                                                                     "(-counts[p], p)). max(counts, key=counts.get) "
+                                                                     "takes whichever pair was seen first."),
                 Mistake(_train(text, vocab_size, first_id=257), "the first new id is 256 (ids 0–255 are the bytes), "
                         "then 257, …: merge k makes id 256 + k."),
-                Mistake(_train(text, vocab_size + 1), "one merge too many: vocab_size counts the 256 "
-                                                      "bytes too, so make "
-                        "vocab_size − 256 merges (range(256, vocab_size))."),
+                Mistake(_train(text, vocab_size + 1), "one merge too many: vocab_size counts the 256 bytes too, so "
+                                                      "make vocab_size − 256 merges (range(256, vocab_size))."),
                 Mistake(_train(text, vocab_size - 1), "one merge too few: make vocab_size − 256 merges "
                                                       "(range(256, vocab_size))."),
-                Mistake(_train(text, vocab_size, recount_original=True), "every merge is counted on the "
-                    "original bytes: "
-                        "after merging, keep the merged ids (ids = merge(ids, pair, new_id)) and count pairs on "
-                        "those."),
+                Mistake(_train(text, vocab_size, recount_original=True), "every merge is counted on the original "
+                    "bytes: after merging, keep the merged ids (ids = merge(ids, pair, new_id)) and count "
+                    "pairs on those."),
             ]),
         )
     for text, vocab_size, expected in [("ab", 300, [(97, 98)]), ("", 260, [])]:
         try:
             got = call(learner_train, text, vocab_size)
         except CheckFailed as err:
-            raise CheckFailed(f"on train({text!r}, {vocab_size}): {err} When the text has become a "
-                              "single token (or was "
-                              "empty) there is no pair left to merge: stop the loop early.") from None
+            raise CheckFailed(f"on train({text!r}, {vocab_size}): {err} When the text has become a single token (or "
+                              "was empty) there is no pair left to merge: stop the loop early.") from None
         expect_equal(got if not isinstance(got, list) else [tuple(p) for p in got], expected, what=f"train({text!r}, "
             f"{vocab_size})")
 
@@ -213,9 +209,8 @@ def check_decode(learner_decode):
             got = call(learner_decode, list(ids), dict(vocab))
         except CheckFailed as err:
             if err.raised == "UnicodeDecodeError":
-                raise CheckFailed(f"decode({ids}) raised UnicodeDecodeError: these ids end in the middle "
-                                  "of a character. "
-                                  "Decode with errors='replace' so an incomplete character becomes '�' "
+                raise CheckFailed(f"decode({ids}) raised UnicodeDecodeError: these ids end in the middle of a "
+                                  "character. Decode with errors='replace' so an incomplete character becomes '�' "
                                   "instead of an error.") from None
             raise
         joined = b"".join(vocab[i] for i in ids)
@@ -224,13 +219,12 @@ def check_decode(learner_decode):
             expected,
             what=f"decode({ids})",
             mistakes=_relevant(expected, [
-                Mistake("".join(vocab[i].decode("utf-8", errors="replace") for i in ids), "you decoded "
-                    "each token on its "
-                        "own: a character's bytes can be spread over several tokens. Join all the bytes first, "
-                        "then decode once."),
-                Mistake(joined.decode("utf-8", errors="ignore"), "errors='ignore' silently drops the "
-                                                                 "incomplete character; "
-                        "use errors='replace' so it shows as '�'."),
+                Mistake("".join(vocab[i].decode("utf-8", errors="replace") for i in ids), "you decoded each token on "
+                    "its own: a character's bytes can be spread over several tokens. Join all the bytes first, "
+                    "then decode once."),
+                Mistake(joined.decode("utf-8", errors="ignore"), "errors='ignore' silently drops the incomplete "
+                                                                 "character; use errors='replace' so "
+                                                                 "it shows as '�'."),
                 Mistake(joined.decode("latin-1"), "the bytes are UTF-8, not Latin-1: decode with 'utf-8'."),
             ]),
         )
@@ -307,11 +301,10 @@ def check_recover_merges(learner_recover_merges):
         got = call(learner_recover_merges, dict(ranks))
     except CheckFailed as err:
         if err.raised == "ValueError" and "unpack" in str(err):
-            raise CheckFailed(f"{err} BPE did not stop at two pieces. Skip the 256 single bytes (they are "
-                              "not merges), and "
-                              "encode each longer token with exactly the ranks BELOW its own: with its own "
-                              "rank allowed BPE "
-                              "merges it back into one piece, with fewer it stops at three or more.") from None
+            raise CheckFailed(f"{err} BPE did not stop at two pieces. Skip the 256 single bytes (they are not merges), "
+                              "and encode each longer token with exactly the ranks BELOW its own: with its own rank "
+                              "allowed BPE merges it back into one piece, with fewer it stops "
+                              "at three or more.") from None
         raise
     if isinstance(got, dict) and got and all(isinstance(k, tuple) and k and isinstance(k[0], bytes) for k in got):
         raise CheckFailed("the keys are pairs of bytes; they should be pairs of ranks (ids), like (220, 83) "
@@ -324,9 +317,8 @@ def check_recover_merges(learner_recover_merges):
         what="recover_merges(GPT-2's first 1,256 ranks)",
         mistakes=_relevant(expected, [
             Mistake(_first_split(ranks), "for some tokens you took the first split into two known tokens; that is not "
-                    "always the merge BPE made. Run BPE on the token's bytes with only the ranks below "
-                    "its own, and take "
-                    "the two pieces it stops at."),
+                    "always the merge BPE made. Run BPE on the token's bytes with only the ranks below its own, and "
+                    "take the two pieces it stops at."),
         ]),
     )
 

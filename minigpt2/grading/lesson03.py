@@ -108,9 +108,8 @@ def check_masked_softmax(masked_softmax):
             mistakes=[
                 Mistake(torch.softmax(scores * mask, dim=-1) * mask, "you masked by multiplying: scores * mask makes "
                         "the future's scores 0, not -inf, and a score of 0 still takes weight e⁰ = 1 in the softmax's "
-                        "sum; multiplying the weights by the mask afterwards then leaves rows that do "
-                        "not sum to 1. Use "
-                        "scores.masked_fill(~mask, float('-inf')) before the softmax."),
+                        "sum; multiplying the weights by the mask afterwards then leaves rows that do not sum to 1. "
+                        "Use scores.masked_fill(~mask, float('-inf')) before the softmax."),
                 Mistake(torch.softmax(scores, dim=-1) * mask, "mask applied after softmax: zeroing weights after the "
                         "softmax leaves rows that do not sum to 1, and the future still leaks in through the "
                         "softmax's denominator. Set the masked scores to -inf BEFORE the softmax."),
@@ -151,9 +150,8 @@ def check_causal_attention(causal_attention):
                 Mistake(both(_softmax_masked(raw, mask)), "missing √d: divide the scores by math.sqrt(d) before the "
                         "softmax."),
                 Mistake(both(torch.softmax(scaled * mask, dim=-1) * mask), "you masked by multiplying (softmax(s * "
-                        "mask) * mask): a score of 0 still takes weight in the softmax, so the rows do "
-                        "not sum to 1. Set "
-                        "the future's scores to -inf before the softmax: masked_fill(~mask, float('-inf'))."),
+                        "mask) * mask): a score of 0 still takes weight in the softmax, so the rows do not sum to 1. "
+                        "Set the future's scores to -inf before the softmax: masked_fill(~mask, float('-inf'))."),
                 Mistake(both(torch.softmax(scaled, dim=-1) * mask), "mask applied after softmax: set the future's "
                         "scores to -inf before the softmax, so every row sums to 1 and no future score leaks in."),
                 Mistake(both(torch.softmax(scaled.masked_fill(~mask, NEG_INF), dim=-2)), "softmax over the wrong "

@@ -33,9 +33,9 @@ def _gelu_inputs():
 def check_gelu(gelu_fn):
     for x in _gelu_inputs():
         mistakes = [
-            Mistake(x * 0.5 * (1 + torch.erf(x / math.sqrt(2))), "that is the exact GELU, x·Φ(x) with erf. "
-                                                                 "GPT-2 uses the "
-                    "tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."),
+            Mistake(x * 0.5 * (1 + torch.erf(x / math.sqrt(2))), "that is the exact GELU, x·Φ(x) with erf. GPT-2 uses "
+                                                                 "the tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + "
+                                                                 "0.044715·x³)))."),
             Mistake(torch.relu(x), "that is ReLU, max(0, x). GELU is smooth: 0.5·x·(1 + tanh(√(2/π)·(x + "
                                    "0.044715·x³)))."),
             Mistake(x * torch.sigmoid(1.702 * x), "that is the sigmoid approximation x·σ(1.702·x); GPT-2 "
@@ -44,9 +44,8 @@ def check_gelu(gelu_fn):
             Mistake(_tanh_gelu(x, cubic_power=2), "the correction term is 0.044715·x³ (x cubed), not x²."),
             Mistake(_tanh_gelu(x, scale=math.sqrt(math.pi / 2)),
                     "the scale inside tanh is √(2/π) ≈ 0.798, not √(π/2)."),
-            Mistake(_tanh_gelu(x, times_x=False), "you returned the gate, 0.5·(1 + tanh(…)) ≈ Φ(x), "
-                                                  "without multiplying "
-                    "by x: GELU(x) = x·Φ(x)."),
+            Mistake(_tanh_gelu(x, times_x=False), "you returned the gate, 0.5·(1 + tanh(…)) ≈ Φ(x), without "
+                                                  "multiplying by x: GELU(x) = x·Φ(x)."),
         ]
         original = x.clone()
         got = call(gelu_fn, x)
@@ -84,9 +83,8 @@ def check_mlp_forward(mlp_forward):
             expected = mlp(x)
             mistakes = [
                 Mistake(proj(torch.relu(fc(x))), "you used ReLU; GPT-2's MLP uses GELU in the tanh form."),
-                Mistake(proj(F.gelu(fc(x))), "you used the exact GELU (F.gelu / nn.GELU() with erf); "
-                                             "GPT-2 uses the tanh "
-                        "form, F.gelu(h, approximate='tanh') or your own gelu."),
+                Mistake(proj(F.gelu(fc(x))), "you used the exact GELU (F.gelu / nn.GELU() with erf); GPT-2 uses the "
+                                             "tanh form, F.gelu(h, approximate='tanh') or your own gelu."),
                 Mistake(proj(fc(x)), "there is no nonlinearity between the layers: without GELU the two linear layers "
                         "collapse into one."),
                 Mistake(gelu(fc(x)), "you stopped after the GELU: project the 4·C hidden units back to C with c_proj."),

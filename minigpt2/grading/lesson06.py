@@ -64,16 +64,14 @@ def check_layer_norm(layer_norm):
                     "not C − 1. Use x.var(dim=-1, unbiased=False), or the mean of the squared deviations."),
             Mistake(_ln_variant(x, w, b, eps, eps_where="outside"), "ε belongs inside the square root: "
                     "(x − mean) / sqrt(var + eps), not / (sqrt(var) + eps)."),
-            Mistake(_ln_variant(x, w, b, eps, eps_where="none"), "ε is missing: divide by sqrt(var + "
-                                                                 "eps). Without it a "
-                    "row of (almost) equal numbers blows up."),
+            Mistake(_ln_variant(x, w, b, eps, eps_where="none"), "ε is missing: divide by sqrt(var + eps). Without it "
+                                                                 "a row of (almost) equal numbers blows up."),
             Mistake(_ln_variant(x, w, b, eps, power=1), "divide by the standard deviation, sqrt(var + eps), not by the "
                     "variance."),
             Mistake(_ln_variant(x, w, b, eps, affine="none"), "the gain and shift are missing: return x_hat "
                                                               "* weight + bias."),
-            Mistake(_ln_variant(x, w, b, eps, affine="shift first"), "gain and shift in the wrong order: "
-                                                                     "x_hat * weight + "
-                    "bias, not (x_hat + bias) * weight."),
+            Mistake(_ln_variant(x, w, b, eps, affine="shift first"), "gain and shift in the wrong order: x_hat * "
+                                                                     "weight + bias, not (x_hat + bias) * weight."),
             Mistake(_ln_variant(x, w, b, eps, affine="swapped"), "weight and bias swapped: multiply by "
                                                                  "weight, add bias."),
             Mistake(_ln_variant(x, w, b, eps, centre=False), "you did not subtract the mean before dividing."),
@@ -130,18 +128,17 @@ def check_pre_ln_block(pre_ln_block):
             mistakes = [
                 Mistake(ln_2(post + mlp(post)), "that is post-LN, the 2017 order LN(x + f(x)). GPT-2 is pre-LN: "
                         "x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))."),
-                Mistake(mlp(ln_2(attn(ln_1(x)))), "the residual connections are missing: add each "
-                                                  "sub-layer's output to "
-                        "its input, x = x + attn(ln_1(x))."),
+                Mistake(mlp(ln_2(attn(ln_1(x)))), "the residual connections are missing: add each sub-layer's output "
+                                                  "to its input, x = x + attn(ln_1(x))."),
                 Mistake(a + mlp(ln_2(a)), "the first residual connection is missing: x = x + attn(ln_1(x))."),
                 Mistake(mlp(ln_2(h)), "the second residual connection is missing: x = x + mlp(ln_2(x))."),
                 Mistake(normed_2 + mlp(normed_2), "you normalised the residual stream itself (x = ln(x)); pre-LN "
                         "normalises only the copy a sub-layer reads: x + attn(ln_1(x)) leaves x as it is."),
                 Mistake(h + mlp(ln_1(h)), "the MLP must read ln_2(x), not ln_1(x): each sub-layer has "
                                           "its own LayerNorm."),
-                Mistake(x + attn(ln_1(x)) + mlp(ln_2(x)), "attention and MLP run in parallel on the same "
-                                                          "x; in GPT-2 the "
-                        "MLP reads the stream after attention's output was added."),
+                Mistake(x + attn(ln_1(x)) + mlp(ln_2(x)), "attention and MLP run in parallel on the same x; in GPT-2 "
+                                                          "the MLP reads the stream after attention's "
+                                                          "output was added."),
                 Mistake(h + mlp(h), "the MLP reads the stream without ln_2: x = x + mlp(ln_2(x))."),
             ]
             got = call(pre_ln_block, x.clone(), BlockParts(block))

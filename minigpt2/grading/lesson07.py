@@ -46,25 +46,22 @@ def check_count_gpt_params(count_gpt_params):
     for config in PARAM_CONFIGS:
         expected = reference_param_count(config)
         mistakes = [
-            Mistake(reference_param_count(config, tied=False), "you counted lm_head's matrix as well as "
-                                                               "wte's: they are "
-                    "one tied matrix, counted once."),
+            Mistake(reference_param_count(config, tied=False), "you counted lm_head's matrix as well as wte's: they "
+                                                               "are one tied matrix, counted once."),
             Mistake(reference_param_count(config, wpe=False), "the position embedding wpe is missing: "
                                                               "block_size × n_embd."),
             Mistake(reference_param_count(config, ln_f=False), "the final LayerNorm ln_f is missing."),
             Mistake(reference_param_count(config, layer_norms=False), "the LayerNorms are missing: ln_1 and ln_2 in "
-                    "every block and ln_f at the end, each with a gain (and a shift when bias=True) of n_embd "
-                    "numbers."),
+                    "every block and ln_f at the end, each with a gain (and a shift when bias=True) of "
+                    "n_embd numbers."),
             Mistake(reference_param_count(config, biases=False), "the biases are missing: with bias=True every Linear "
                     "has one bias per output and every LayerNorm a shift."),
             Mistake(reference_param_count(config, biases=True), "with bias=False there are no biases (and no LayerNorm "
                     "shifts): count only the weights."),
-            Mistake(reference_param_count(config, mlp_width=1), "the MLP is 4× wide: c_fc is n_embd → "
-                                                                "4·n_embd and c_proj "
-                    "4·n_embd → n_embd."),
-            Mistake(reference_param_count(config, attention_per_head=True), "you multiplied attention by "
-                "n_head: the heads "
-                    "share c_attn and c_proj, they add no parameters."),
+            Mistake(reference_param_count(config, mlp_width=1), "the MLP is 4× wide: c_fc is n_embd → 4·n_embd and "
+                                                                "c_proj 4·n_embd → n_embd."),
+            Mistake(reference_param_count(config, attention_per_head=True), "you multiplied attention by n_head: the "
+                "heads share c_attn and c_proj, they add no parameters."),
         ]
         got = call(count_gpt_params, config)
         expect_equal(got, expected, what=f"count_gpt_params({config})",
@@ -114,9 +111,8 @@ def check_init_gpt2_(init_gpt2_):
                 continue
             if p.dim() == 1:  # a LayerNorm gain
                 if not torch.all(p == 1):
-                    raise CheckFailed(f"{where}: a LayerNorm gain starts at exactly 1 (it was drawn at "
-                                      "random, or zeroed?); "
-                                      "initialise only the Linear and Embedding weights at random.")
+                    raise CheckFailed(f"{where}: a LayerNorm gain starts at exactly 1 (it was drawn at random, or "
+                                      "zeroed?); initialise only the Linear and Embedding weights at random.")
                 continue
             std, mean = p.std().item(), p.mean().item()
             target = residual if name.endswith("c_proj.weight") else 0.02
@@ -167,9 +163,8 @@ def check_convert_hf_state_dict(convert_hf_state_dict):
             raise CheckFailed(f"convert_hf_state_dict should return a dict of tensors, got a {type(got).__name__}.")
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
         if missing:
-            raise CheckFailed(f"these names are missing from your state dict: {missing[:4]}. Keep every "
-                              "tensor, under the "
-                              "same name (GPT uses transformers' names).")
+            raise CheckFailed(f"these names are missing from your state dict: {missing[:4]}. Keep every tensor, under "
+                              "the same name (GPT uses transformers' names).")
         if extra:
             raise CheckFailed(f"your state dict has names GPT does not know: {extra[:4]}.")
         for name, want in expected.items():
@@ -180,9 +175,8 @@ def check_convert_hf_state_dict(convert_hf_state_dict):
                     square = " It is square, so no shape error warns you." if want.shape[0] == want.shape[1] else ""
                     raise CheckFailed(f"{name} is not transposed: it is one of the four Conv1D weights, stored as "
                                       f"(in, out); nn.Linear wants (out, in).{square}")
-                raise CheckFailed(f"you transposed {name}, which is not a Conv1D weight: only c_attn, "
-                                  "attn.c_proj, c_fc "
-                                  "and mlp.c_proj are stored transposed.")
+                raise CheckFailed(f"you transposed {name}, which is not a Conv1D weight: only c_attn, attn.c_proj, "
+                                  "c_fc and mlp.c_proj are stored transposed.")
             expect_tensor(tensor, want, what=name, atol=0, rtol=0)
         idx = torch.randint(0, config.vocab_size, (2, 10))
         fresh = GPT(config).eval()
@@ -243,9 +237,8 @@ def check_gpt_forward(gpt_forward):
                         "transformer.wpe(torch.arange(T)) to the token embeddings."),
                 Mistake(_forward(model, idx, positions_from=1), "positions start at 0: torch.arange(T), not "
                                                                 "arange(1, T + 1)."),
-                Mistake(_forward(model, idx, ln_f="none"), "the final LayerNorm ln_f is missing: apply it "
-                                                           "after the last "
-                        "block, before lm_head."),
+                Mistake(_forward(model, idx, ln_f="none"), "the final LayerNorm ln_f is missing: apply it after the "
+                                                           "last block, before lm_head."),
                 Mistake(_forward(model, idx, ln_f="every block"), "ln_f is applied after every block; it comes once, "
                         "after the last block (the blocks have their own ln_1 and ln_2)."),
                 Mistake(_forward(model, idx, softmax=True), "you returned probabilities: return the logits, "

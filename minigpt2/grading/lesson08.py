@@ -62,9 +62,8 @@ def check_lr_at(lr_at_fn):
         got = call(_rates, lr_at_fn, *args)
         mistakes = [
             Mistake(_rates(_warmup_from_zero, *args) if warmup else None,
-                    "the warm-up starts at 0: step 0 gets learning rate 0 and the model does not move. Use "
-                    "max_lr * (step + 1) / warmup_steps, so step 0 already moves and step warmup_steps − 1 "
-                    "reaches max_lr."),
+                    "the warm-up starts at 0: step 0 gets learning rate 0 and the model does not move. Use max_lr * "
+                    "(step + 1) / warmup_steps, so step 0 already moves and step warmup_steps − 1 reaches max_lr."),
             Mistake(_rates(_decay_to_zero, *args) if min_lr else None,
                     "the decay ends at 0 instead of min_lr: the cosine should go from max_lr down to min_lr, "
                     "min_lr + 0.5·(1 + cos(π·progress))·(max_lr − min_lr)."),
@@ -160,8 +159,7 @@ def _split(groups, weight_decay) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if set(by_decay) != {float(weight_decay), 0.0}:
         raise CheckFailed(
             f"the groups' weight_decay values are {sorted(by_decay)}; one group should have "
-            f"weight_decay={weight_decay} "
-            "and the other 0.0."
+            f"weight_decay={weight_decay} and the other 0.0."
         )
     return tuple(sorted(by_decay[float(weight_decay)])), tuple(sorted(by_decay[0.0]))
 
@@ -337,7 +335,6 @@ def check_mfu(mfu):
         if not math.isclose(float(got), expected, rel_tol=1e-6):
             raise CheckFailed(
                 f"mfu({tokens_per_s:g} tokens/s, N={n_params:,}, n_layer={n_layer}, n_embd={n_embd}, "
-                f"block_size={block_size}, "
-                f"peak={peak:g}) is {float(got):.6g}, but it should be {expected:.6g}: FLOPs per token × "
-                "tokens/s ÷ peak."
+                f"block_size={block_size}, peak={peak:g}) is {float(got):.6g}, but it should be {expected:.6g}: FLOPs "
+                "per token × tokens/s ÷ peak."
             )

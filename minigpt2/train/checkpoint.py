@@ -400,9 +400,8 @@ def restore(
                     and not t.isfinite().all())
     if broken:
         raise CheckpointError(
-            "the checkpoint's weights hold nan or inf "
-            f"({broken[0]}{' and others' if len(broken) > 1 else ''}): the run "
-            "that wrote it had diverged. Use an earlier copy, or train afresh in another folder"
+            f"the checkpoint's weights hold nan or inf ({broken[0]}{' and others' if len(broken) > 1 else ''}): the "
+            "run that wrote it had diverged. Use an earlier copy, or train afresh in another folder"
         )
     try:
         model.load_state_dict(checkpoint.model_state, strict=True)

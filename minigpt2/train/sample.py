@@ -62,9 +62,8 @@ def encode_prompt(tokenizer, prompt: str, allow_special: bool = False) -> list[i
         unknown = sorted(set(prompt) - set(chars))
         if unknown:
             raise ValueError(
-                f"--prompt has characters this model never saw: {''.join(unknown)!r}; a character-level "
-                "model knows only "
-                f"the {len(chars)} characters of its training text: {''.join(chars)!r}"
+                f"--prompt has characters this model never saw: {''.join(unknown)!r}; a character-level model knows "
+                f"only the {len(chars)} characters of its training text: {''.join(chars)!r}"
             )
     special = getattr(tokenizer, "special_tokens", None) or {}
     if any(token in prompt for token in special) and not allow_special:
