@@ -5,8 +5,9 @@ import torch
 
 from minigpt2.data import get_batch, window
 from minigpt2.train import TrainConfig, train
+from minigpt2.train.config import MODEL_FIELDS
 from minigpt2.train.dataset import Batches, eval_batches, load_tokens
-from minigpt2.train.loop import History, model_config, resolve_dtype
+from minigpt2.train.loop import History, resolve_dtype
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +127,18 @@ def test_one_window_needs_block_size_plus_one_tokens_everywhere():
 
 
 def test_vocab_is_padded_to_the_multiple(tmp_path):
-    assert model_config(tiny(tmp_path, vocab_multiple=64), 65).vocab_size == 128
-    assert model_config(tiny(tmp_path), 65).vocab_size == 65
+    assert tiny(tmp_path, vocab_multiple=64).model_config(65).vocab_size == 128
+    assert tiny(tmp_path).model_config(65).vocab_size == 65
+
+
+def test_the_model_settings_are_gptconfigs_fields_and_checks(tmp_path):
+    config = tiny(tmp_path)
+    assert {name: getattr(config.model_config(65), name) for name in MODEL_FIELDS} == {
+        name: getattr(config, name) for name in MODEL_FIELDS}
+    for bad, words in ((dict(n_embd=30, n_head=4), "divisible by n_head"), (dict(dropout=1.0), "dropout"),
+                       (dict(n_layer=0), "n_layer should be positive"), (dict(n_head=2.0), "n_head should be an int")):
+        with pytest.raises(ValueError, match=words):
+            tiny(tmp_path, **bad).validate()
 
 
 def test_dtype_is_float32_on_cpu_unless_asked(tmp_path):

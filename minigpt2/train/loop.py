@@ -32,10 +32,10 @@ from typing import Callable
 
 import torch
 
-from minigpt2.model import GPT, GPTConfig
+from minigpt2.model import GPT
 from minigpt2.train import distributed
 from minigpt2.train.checkpoint import OutDirError, load_checkpoint, out_dir_lock, restore, save_checkpoint
-from minigpt2.train.config import TrainConfig
+from minigpt2.train.config import MODEL_FIELDS, TrainConfig
 from minigpt2.train.dataset import Batches, TokenData, eval_batches, load_tokens
 from minigpt2.train.mfu import mfu, model_flops_per_token, peak_flops, refresh_peak
 from minigpt2.train.optim import WarmupCosine, clip_grad_norm, make_optimizer
@@ -45,7 +45,7 @@ from minigpt2.utils import set_seed
 
 CHECKPOINT_NAME = "ckpt.safetensors"
 log = logging.getLogger(__name__)
-MODEL_SHAPE_FIELDS = ("tokenizer", "dataset", "n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_multiple")
+MODEL_SHAPE_FIELDS = ("tokenizer", "dataset", "vocab_multiple", *(name for name in MODEL_FIELDS if name != "dropout"))
 
 
 @dataclass
@@ -90,15 +90,6 @@ class TrainResult:
 def resolve_dtype(config: TrainConfig, device: torch.device, model=None, batch=None) -> torch.dtype:
     """The dtype ``config.dtype`` comes to on ``device`` (see :func:`minigpt2.train.precision.choose_precision`)."""
     return choose_precision(config.dtype, device, model, batch).dtype
-
-
-def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
-    multiple = config.vocab_multiple
-    padded = (vocab_size + multiple - 1) // multiple * multiple
-    return GPTConfig(
-        block_size=config.block_size, vocab_size=padded, n_layer=config.n_layer, n_head=config.n_head,
-        n_embd=config.n_embd, dropout=config.dropout, bias=config.bias,
-    )
 
 
 @torch.no_grad()
@@ -169,7 +160,7 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
 
     data = data or load_tokens(config.dataset, config.tokenizer, config.val_fraction)
     set_seed(config.seed)  # the same initial weights in every process
-    model = GPT(model_config(config, data.vocab_size)).to(device)
+    model = GPT(config.model_config(data.vocab_size)).to(device)
     optimizer = make_optimizer(
         model, lr=config.lr, weight_decay=config.weight_decay, betas=(config.beta1, config.beta2),
         device_type=device.type
@@ -236,9 +227,8 @@ def _train(config, info, resume, until_step, callback, data) -> TrainResult:
         try:
             saved.update(step=step, path=save_checkpoint(ckpt_path, model, step, optimizer, meta()))
         except OSError as err:
-            raise OutDirError(f"could not write the checkpoint {ckpt_path} ({err.strerror or err}); "
-                              "the previous one, if any, is intact. Free some space or give another "
-                              "--out-dir") from None
+            raise OutDirError(f"could not write the checkpoint {ckpt_path} ({err.strerror or err}); the previous one, "
+                              "if any, is intact. Free some space or give another --out-dir") from None
 
     def evaluate_and_save() -> None:
         nonlocal peak
@@ -343,13 +333,11 @@ def check_resumable(saved: dict, config: TrainConfig) -> None:
         if name in saved and saved[name] != getattr(config, name):
             raise ValueError(
                 f"the checkpoint was trained with {name}={saved[name]!r} but this run asks for "
-                f"{getattr(config, name)!r}; "
-                f"drop that setting to resume, or use another --out-dir to start afresh"
+                f"{getattr(config, name)!r}; drop that setting to resume, or use another --out-dir to start afresh"
             )
 
 
 __all__ = [
-    "train", "TrainResult", "TrainingDiverged", "History", "evaluate", "resolve_dtype", "model_config",
-        "checkpoint_path",
+    "train", "TrainResult", "TrainingDiverged", "History", "evaluate", "resolve_dtype", "checkpoint_path",
     "CHECKPOINT_NAME",
 ]
