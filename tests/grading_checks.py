@@ -6,6 +6,17 @@ from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, 
 from minigpt2.grading.grader import grade_notebook
 
 
+def as_learner(mistake):
+    """One of a check's own wrong answers (a function of minigpt2.grading, which the grader would take for a
+    probe) as a learner's function, to be used as a mutant."""
+
+    def learner(*args):
+        return mistake(*args)
+
+    learner.__name__ = mistake.__name__.lstrip("_")
+    return learner
+
+
 def assert_mutant_fails_with_its_hint(exercise_id: str, mutant, hint: str) -> None:
     """A wrong implementation scores nothing, and the message names its mistake."""
     result = run_exercise(get_exercise(exercise_id), mutant, watch=False)

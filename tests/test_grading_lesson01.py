@@ -4,15 +4,23 @@ mutant (a typical wrong answer) fails with the hint that names its mistake."""
 import pytest
 
 from minigpt2.grading.core import grade_namespace
+from minigpt2.grading.lesson01 import _merge_dropping_last, _merge_first_only, _merge_overlapping, _non_overlapping
 from minigpt2.tokenizer import recover_merges as package_recover_merges
 from minigpt2.tokenizer.gpt2 import bpe_with_ranks
 from minigpt2.tokenizer.simple import merge_pair, pair_counts, train_simple
 
 from grading_checks import (
+    as_learner,
     assert_mutant_fails_with_its_hint,
     assert_mutant_loses_exactly_its_points,
     assert_solutions_full_marks_exercises_zero,
 )
+
+# the checks' own wrong answers, as mutants
+merge_dropping_last = as_learner(_merge_dropping_last)
+merge_first_only = as_learner(_merge_first_only)
+merge_keeping_overlaps = as_learner(_merge_overlapping)
+pair_counts_even_positions = as_learner(_non_overlapping)
 
 # ---------------------------------------------------------------- right answers
 
@@ -75,43 +83,6 @@ def test_the_test_solution_equals_the_package():
 
 def pair_counts_missing_last(ids):
     return pair_counts(ids[:-1])
-
-
-def pair_counts_even_positions(ids):
-    counts = {}
-    for pair in zip(ids[::2], ids[1::2]):
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts
-
-
-def merge_keeping_overlaps(ids, pair, new_id):
-    # looks at every position: [1, 1, 1] with (1, 1) gives [new, new]
-    out = []
-    for i, current in enumerate(ids):
-        if i + 1 < len(ids) and (current, ids[i + 1]) == pair:
-            out.append(new_id)
-        elif not (i > 0 and (ids[i - 1], current) == pair):
-            out.append(current)
-    return out
-
-
-def merge_dropping_last(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
-def merge_first_only(ids, pair, new_id):
-    for i in range(len(ids) - 1):
-        if (ids[i], ids[i + 1]) == pair:
-            return ids[:i] + [new_id] + ids[i + 2 :]
-    return ids
 
 
 def encode_latest_first(text, merges):
