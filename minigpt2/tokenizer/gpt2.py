@@ -32,13 +32,11 @@ def read_ranks(path: str | os.PathLike | None = None) -> dict[bytes, int]:
     return ranks
 
 
-def bpe_with_ranks(ranks: dict[bytes, int], token: bytes, max_rank: int,
-                   token_of: dict[int, bytes] | None = None) -> list[bytes]:
+def bpe_with_ranks(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
     """``token`` split into bytes, then merged as tiktoken does (always the adjacent pair whose
     concatenation has the lowest rank) but using only ranks below ``max_rank``: the tokenizer's
-    own merge loop (:func:`~minigpt2.tokenizer.bpe.merge_short`) on ranks. ``token_of`` is the
-    inverse of ``ranks``, for a caller that has it already."""
-    token_of = {rank: t for t, rank in ranks.items()} if token_of is None else token_of
+    own merge loop (:func:`~minigpt2.tokenizer.bpe.merge_short`) on ranks."""
+    token_of = {rank: t for t, rank in ranks.items()}
     ids = merge_short([ranks[bytes([b])] for b in token], _JoinedRanks(ranks, token_of, max_rank))
     return [token_of[i] for i in ids]
 
@@ -64,16 +62,17 @@ def recover_merges(ranks: dict[bytes, int]) -> tuple[list[int], list[Pair]]:
     if sorted(len(token) for token, _ in by_rank[:256]) != [1] * 256 or any(len(t) < 2 for t, _ in by_rank[256:]):
         raise ValueError("ranks 0..255 should be the 256 single bytes, and every later rank a longer token.")
     byte_ids = [ranks[bytes([b])] for b in range(256)]
-    token_of = {rank: token for token, rank in by_rank}
-    merges = []
+    byte_table = bytes(byte_ids)
+    merged: dict[Pair, int] = {}  # the merges recovered so far: pair of ranks -> the rank it makes
     for token, rank in by_rank[256:]:
-        parts = bpe_with_ranks(ranks, token, rank, token_of)
+        parts = merge_short(list(token.translate(byte_table)), merged)  # BPE with the ranks below this one
         if len(parts) != 2:
+            pieces = [by_rank[part][0] for part in parts]  # rank r is by_rank[r]
             raise ValueError(
-                f"token {token!r} (rank {rank}) is not the merge of two earlier tokens: BPE gives {parts}."
+                f"token {token!r} (rank {rank}) is not the merge of two earlier tokens: BPE gives {pieces}."
             )
-        merges.append((ranks[parts[0]], ranks[parts[1]]))
-    return byte_ids, merges
+        merged[parts[0], parts[1]] = rank
+    return byte_ids, list(merged)
 
 
 @lru_cache(maxsize=4)
