@@ -31,6 +31,7 @@ course: setup
 	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(COURSE_START)
 
 test: setup
+	$(VENV)/bin/ruff check
 	MINIGPT2_QUICK=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 exercises: setup

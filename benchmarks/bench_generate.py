@@ -93,11 +93,11 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--preset", default="gpt2", help="model shape (a GPTConfig preset)")
     parser.add_argument("--skip-uncached", action="store_true", help="leave out the slow uncached path")
-    parser.add_argument("--batch", type=int, default=1, help="above 1: a left-padded batch of prompts of different lengths")
+    parser.add_argument("--batch", type=int, default=1, help="above 1: a left-padded batch of prompts of "
+                                                             "different lengths")
     args = parser.parse_args()
 
-    from transformers import GPT2Config, GPT2LMHeadModel
-    from transformers import __version__ as transformers_version
+    from transformers import GPT2Config, GPT2LMHeadModel, __version__ as transformers_version
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -156,13 +156,14 @@ def main() -> None:
         print(f"| {name} | {statistics.median(s):.2f} | {max(s):.2f} | {compared} |")
     print()
     print(f"read bandwidth (sum over 1 GiB): {bandwidth / 1e9:.1f} GB/s; bytes per token "
-          f"{bytes_per_token(ours, args.prompt, n) / 1e6:.0f} MB → bound {bound:.1f} tokens/s; "
-          f"cached path at {max(cached) / bound:.0%} of it (best round), {statistics.median(cached) / bound:.0%} (median)")
+          f"{bytes_per_token(ours, args.prompt, n) / 1e6:.0f} MB → bound {bound:.1f} tokens/s; cached path at "
+          f"{max(cached) / bound:.0%} of it (best round), {statistics.median(cached) / bound:.0%} (median)")
     hf_median = statistics.median(speeds["transformers generate (cache)"])
     print(f"a token's matrix products alone: {floor * 1e3:.1f} ms → at most {1 / floor:.1f} tokens/s; "
           f"cached path at {statistics.median(cached) * floor:.0%} of it (median)")
     print(f"1.5× transformers ({hf_median:.2f} tokens/s, median) would be {1.5 * hf_median:.1f} tokens/s: "
-          f"{1.5 * hf_median / bound:.0%} of the bandwidth bound, {1.5 * hf_median * floor:.0%} of the matrix-product floor")
+          f"{1.5 * hf_median / bound:.0%} of the bandwidth bound, {1.5 * hf_median * floor:.0%} of the "
+          "matrix-product floor")
 
 
 def batched(args, ours: GPT, hf, transformers_version: str) -> None:
@@ -177,7 +178,8 @@ def batched(args, ours: GPT, hf, transformers_version: str) -> None:
         mask[row, T - length :] = 1
     runs = {
         "transformers generate (cache, mask)": lambda: hf.generate(
-            idx, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, use_cache=True
+            idx, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0,
+            use_cache=True
         ),
         "GPT.generate (cache, mask)": lambda: ours.generate(idx, n, temperature=0, use_cache=True, attention_mask=mask),
     }
@@ -195,14 +197,17 @@ def batched(args, ours: GPT, hf, transformers_version: str) -> None:
     ratios = [o / h for o, h in zip(*reversed(list(speeds.values())))]
     print()
     print(f"torch {torch.__version__}, transformers {transformers_version}, Python {platform.python_version()}, "
-          f"{args.threads} threads, {ours.config.n_layer} layers × {ours.config.n_embd}, {ours.num_params():,} parameters")
+          f"{args.threads} threads, {ours.config.n_layer} layers × {ours.config.n_embd}, "
+          f"{ours.num_params():,} parameters")
     print(f"batch {B}, prompts of {lengths} tokens left-padded to {T}, {n} new tokens each, greedy, float32; "
           "tokens identical")
     print()
     print("| path | tokens/s, all rows (median of rounds) | best | compared |")
     print("|---|---|---|---|")
     for name, s in speeds.items():
-        compared = f"{statistics.median(ratios):.2f}× transformers (median of per-round ratios)" if name.startswith("GPT") else ""
+        compared = ""
+        if name.startswith("GPT"):
+            compared = f"{statistics.median(ratios):.2f}× transformers (median of per-round ratios)"
         print(f"| {name} | {statistics.median(s):.2f} | {max(s):.2f} | {compared} |")
 
 

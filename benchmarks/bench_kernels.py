@@ -106,7 +106,8 @@ def bench_gelu_bf16(repeats: int) -> None:
             forms[name](x).backward(x0)
             times[name].append(time.perf_counter() - start)
     torch_name = 'F.gelu(approximate="tanh") in bf16'
-    print(f"\n### GELU, forward + backward on (8, 256, 1536) bfloat16, {torch.get_num_threads()} threads, alternating\n")
+    threads = torch.get_num_threads()
+    print(f"\n### GELU, forward + backward on (8, 256, 1536) bfloat16, {threads} threads, alternating\n")
     print("| form | median | PyTorch's / this (median of per-round ratios) | largest difference from the exact value |")
     print("|---|---|---|---|")
     for name, form in forms.items():
@@ -226,7 +227,8 @@ def bench_adamw(repeats: int) -> None:
 
     print("\n### One AdamW step: fused against foreach\n")
     print("| model | parameters | fused | foreach | foreach / fused |\n|---|---|---|---|---|")
-    for name, (n_layer, n_head, n_embd, block_size) in {"4 × 128": (4, 4, 128, 64), "6 × 384": (6, 6, 384, 256)}.items():
+    for name, (n_layer, n_head, n_embd, block_size) in {"4 × 128": (4, 4, 128, 64),
+                                                        "6 × 384": (6, 6, 384, 256)}.items():
         model = GPT(GPTConfig(block_size=block_size, vocab_size=65, n_layer=n_layer, n_head=n_head, n_embd=n_embd))
         for p in model.parameters():
             p.grad = torch.randn_like(p)

@@ -84,7 +84,8 @@ def savings(model_config: GPTConfig, r: int, alpha: float) -> dict:
         full = trainable_parameters(model), adam_state_bytes(model)
         apply_lora(model, r=r, alpha=alpha, targets=TARGETS)
         lora = trainable_parameters(model), adam_state_bytes(model)
-    return {"full_trainable": full[0], "full_adam_bytes": full[1], "lora_trainable": lora[0], "lora_adam_bytes": lora[1]}
+    return {"full_trainable": full[0], "full_adam_bytes": full[1], "lora_trainable": lora[0],
+            "lora_adam_bytes": lora[1]}
 
 
 def main() -> None:

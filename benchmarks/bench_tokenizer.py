@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from minigpt2.data import load_text
 from minigpt2.tokenizer import BPETokenizer, gpt2_tokenizer, tiktoken_gpt2
-from minigpt2.tokenizer.base import merge_short
+from minigpt2.tokenizer.bpe import merge_short
 from minigpt2.tokenizer.gpt2 import _gpt2_merges
 from minigpt2.tokenizer.simple import train_simple
 
@@ -59,7 +59,8 @@ def median(timings: list[Timing]) -> Timing:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--simple-merges", type=int, default=8, help="merges of the plain trainer to time (scaled to 256)")
+    parser.add_argument("--simple-merges", type=int, default=8, help="merges of the plain trainer to time "
+                                                                     "(scaled to 256)")
     parser.add_argument("--full-simple", action="store_true", help="run the plain trainer for all 256 merges (minutes)")
     parser.add_argument("--long-chunks", action="store_true", help="time one long chunk against tiktoken instead")
     args = parser.parse_args()
@@ -77,7 +78,8 @@ def main() -> None:
     simple, _ = timed(train_simple, text, 256 + merges)
     scale = 256 / merges
     simple = Timing(simple.wall * scale, simple.cpu * scale)
-    label = "train 512-id vocabulary, plain trainer" + ("" if args.full_simple else f" (first {merges} merges × {scale:g})")
+    label = "train 512-id vocabulary, plain trainer" + ("" if args.full_simple else f" (first {merges} "
+        f"merges × {scale:g})")
     rows.append((label, simple, f"{simple.cpu / train.cpu:.0f}× the fast trainer (CPU)", ""))
 
     builds = []
@@ -105,7 +107,8 @@ def main() -> None:
         cpu = statistics.median(o.cpu / r.cpu for o, r in zip(ours, tik))
         return f"{wall:.2f}× tiktoken (wall), {cpu:.2f}× (CPU)"
 
-    rows.append(("encode, tiktoken GPT-2", median(tik), f"{len(expected) / median(tik).cpu / 1e6:.2f} M tokens/s (CPU)", ""))
+    rows.append(("encode, tiktoken GPT-2", median(tik), f"{len(expected) / median(tik).cpu / 1e6:.2f} M tokens/s (CPU)",
+                 ""))
     rows.append(("encode, `gpt2_tokenizer()` cold", median(cold), ratio(cold), "≤ 4×"))
     rows.append(("encode, `gpt2_tokenizer()` warm", median(warm), ratio(warm), ""))
 

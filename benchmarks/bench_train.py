@@ -4,7 +4,8 @@ Two benchmarks:
 
 ``throughput`` — training tokens per second of minigpt2's GPT and of Hugging Face's
 ``GPT2LMHeadModel`` (sdpa attention) of the same shape, in one process, in the same precision
-(``--dtype``: float32, or both under the same bf16 autocast), with the same optimizer (AdamW, foreach, decay groups), the same clipping and the same
+(``--dtype``: float32, or both under the same bf16 autocast), with the same optimizer (AdamW, foreach, decay groups),
+the same clipping and the same
 batches. The two are timed in alternating rounds so that load from other programs
 hits both alike; the ratio reported is the median of the per-round ratios. MFU is
 against the matmul peak of that dtype measured in the same run::
@@ -67,7 +68,8 @@ def hf_model(n_layer, n_head, n_embd, block_size):
 
 
 def ours_model(n_layer, n_head, n_embd, block_size):
-    return GPT(GPTConfig(block_size=block_size, vocab_size=VOCAB, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=0.0))
+    return GPT(GPTConfig(block_size=block_size, vocab_size=VOCAB, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                         dropout=0.0))
 
 
 def step_fn(model, loss_of, dtype=torch.float32):
@@ -144,7 +146,8 @@ def throughput(size: str, rounds: int, steps: int, compile: bool = False, dtype:
             rates[name].append(tokens / time_steps(contenders[name], batches))
     ratios = [a / b for a, b in zip(rates["minigpt2"], rates["huggingface"])]
     peak = max(peak, matmul_peak(dtype))  # the better of before and after
-    flops_per_token = training_flops_per_token(n_ours - ours.transformer.wpe.weight.numel(), n_layer, n_embd, block_size)
+    flops_per_token = training_flops_per_token(n_ours - ours.transformer.wpe.weight.numel(), n_layer, n_embd,
+                                               block_size)
     median = {name: statistics.median(r) for name, r in rates.items()}
     return {
         "size": size,
@@ -186,8 +189,8 @@ def print_precision(result: dict) -> None:
     q = quartiles(result["ratios"])
     print(f"\n{result['size']}: auto picked {result['auto_picked']} ({result['why']})")
     print("  " + "   ".join(f"{k} median {v:,.0f} tok/s" for k, v in result["tokens_per_s_median"].items()))
-    print(f"  auto / float32: {statistics.median(result['ratios']):.2f}x  (median of {len(result['ratios'])} alternating "
-          f"rounds; quartiles {q[0]:.2f} to {q[-1]:.2f})")
+    print(f"  auto / float32: {statistics.median(result['ratios']):.2f}x  (median of {len(result['ratios'])} "
+          f"alternating rounds; quartiles {q[0]:.2f} to {q[-1]:.2f})")
 
 
 def quartiles(values: list[float]) -> list[float]:
@@ -197,19 +200,20 @@ def quartiles(values: list[float]) -> list[float]:
 def print_throughput(result: dict) -> None:
     s = result["shape"]
     print(
-        f"\n{result['size']}{' (both compiled)' if result['compiled'] else ''}: {s['n_layer']} layers, {s['n_head']} heads, n_embd {s['n_embd']}, context {s['block_size']}, "
-        f"batch {s['batch_size']} ({result['params'] / 1e6:.2f}M parameters); "
-        f"{'bf16 autocast' if result['dtype'] == 'bfloat16' else result['dtype']}; "
-        f"measured {result['dtype']} matmul peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s"
+        f"\n{result['size']}{' (both compiled)' if result['compiled'] else ''}: {s['n_layer']} layers, {s['n_head']} "
+        f"heads, n_embd {s['n_embd']}, context {s['block_size']}, batch {s['batch_size']} "
+        f"({result['params'] / 1e6:.2f}M parameters); "
+        f"{'bf16 autocast' if result['dtype'] == 'bfloat16' else result['dtype']}; measured {result['dtype']} matmul "
+        f"peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s"
     )
     for name in ("minigpt2", "huggingface"):
         print(
-            f"  {name:<12} median {result['tokens_per_s_median'][name]:>9,.0f} tok/s   best {result['tokens_per_s_best'][name]:>9,.0f} tok/s"
-            f"   MFU (median) {result['mfu_median'][name]:.1%}"
+            f"  {name:<12} median {result['tokens_per_s_median'][name]:>9,.0f} tok/s   best "
+            f"{result['tokens_per_s_best'][name]:>9,.0f} tok/s   MFU (median) {result['mfu_median'][name]:.1%}"
         )
     q = quartiles(result["ratios"])
-    print(f"  minigpt2 / huggingface: {result['ratio_median']:.2f}x  (median of {len(result['ratios'])} alternating rounds; "
-          f"quartiles {q[0]:.2f} to {q[-1]:.2f})")
+    print(f"  minigpt2 / huggingface: {result['ratio_median']:.2f}x  (median of {len(result['ratios'])} alternating "
+          f"rounds; quartiles {q[0]:.2f} to {q[-1]:.2f})")
 
 
 def learn(max_minutes: float | None, name: str = "shakespeare-char", overrides: dict | None = None) -> dict:
@@ -222,7 +226,8 @@ def learn(max_minutes: float | None, name: str = "shakespeare-char", overrides: 
     def on_row(kind, row, model):
         if kind == "val":
             elapsed = time.perf_counter() - start
-            curve.append({"step": row["step"], "tokens": row["step"] * config.tokens_per_step, "seconds": round(elapsed, 1),
+            curve.append({"step": row["step"], "tokens": row["step"] * config.tokens_per_step,
+                          "seconds": round(elapsed, 1),
                           "val_loss": round(row["val_loss"], 4)})
             print(f"step {row['step']:>5}  {elapsed:6.0f} s  val loss {row['val_loss']:.4f}", flush=True)
 
@@ -242,8 +247,8 @@ def learn(max_minutes: float | None, name: str = "shakespeare-char", overrides: 
         "curve": curve,
     }
     print(f"precision: {summary['precision']}")
-    print(f"done: {result.step} steps ({summary['tokens_seen']:,} tokens) in {seconds:.0f} s, val loss {result.val_loss:.4f}, "
-          f"median {summary['median_tokens_per_s']:,} tok/s, MFU {summary['median_mfu']:.1%}")
+    print(f"done: {result.step} steps ({summary['tokens_seen']:,} tokens) in {seconds:.0f} s, val loss "
+          f"{result.val_loss:.4f}, median {summary['median_tokens_per_s']:,} tok/s, MFU {summary['median_mfu']:.1%}")
     if max_minutes is not None and seconds > 60 * max_minutes:
         print(f"note: the run took longer than {max_minutes:g} minutes on this machine as loaded now")
     return summary
@@ -262,7 +267,8 @@ def parse_overrides(pairs: list[str]) -> dict:
         kind = types.get(key)
         if kind is None:
             raise SystemExit(f"--set: {key!r} is not a training setting")
-        out[key] = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(kind, str)(value)
+        parse = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(kind, str)
+        out[key] = parse(value)
     return out
 
 
@@ -274,10 +280,12 @@ def main() -> None:
     t.add_argument("--rounds", type=int, default=30)
     t.add_argument("--steps", type=int, default=3, help="training steps per timed round")
     t.add_argument("--compile", action="store_true", help="torch.compile both models first (the warm-up compiles)")
-    t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16: both under bf16 autocast")
+    t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16: both "
+        "under bf16 autocast")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     t.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="cpu: the CPU time of the one thread (with --threads 1): on a loaded host it leaves out the time other programs take")
+                   help="cpu: the CPU time of the one thread (with --threads 1): on a loaded host it leaves out the "
+                        "time other programs take")
     t.add_argument("--json", help="also write the results to this file")
     pr = sub.add_parser("precision", help="minigpt2's step as --dtype auto picks it against float32")
     pr.add_argument("--sizes", nargs="+", default=["small", "medium"], choices=list(SIZES))
@@ -285,11 +293,13 @@ def main() -> None:
     pr.add_argument("--steps", type=int, default=2, help="training steps per timed round")
     pr.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     pr.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="cpu: the CPU time of the one thread (with --threads 1): on a loaded host it leaves out the time other programs take")
+                   help="cpu: the CPU time of the one thread (with --threads 1): on a loaded host it leaves out the "
+                        "time other programs take")
     pr.add_argument("--json", help="also write the results to this file")
     lrn = sub.add_parser("learn", help="train a preset from scratch and record its loss curve")
     lrn.add_argument("--preset", default="shakespeare-char")
-    lrn.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override settings, e.g. max_iters=500 dtype=float32")
+    lrn.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override settings, e.g. "
+        "max_iters=500 dtype=float32")
     lrn.add_argument("--max-minutes", type=float, default=5.0)
     lrn.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()

@@ -117,7 +117,8 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         n_embd, n_head = config.n_embd, config.n_head
         if n_embd % n_head != 0:
-            raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head}): each head gets n_embd // n_head channels")
+            raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head}): each head gets n_embd // "
+                             "n_head channels")
         self.n_embd = n_embd
         self.n_head = n_head
         self.dropout = config.dropout
@@ -142,7 +143,8 @@ class CausalSelfAttention(nn.Module):
                 y = self.attn_dropout(weights) @ v  # (B, n_head, T, head_dim)
             else:
                 dropout_p = self.dropout if self.training else 0.0
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)  # (B, n_head, T, head_dim)
+                # (B, n_head, T, head_dim)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         elif need_weights:
             mask = causal_mask(T_past + T, device=x.device)[T_past:]  # (T, T_past + T): the rows of x's tokens
             weights = attention_weights(q, k, mask)  # (B, n_head, T, T_past + T)

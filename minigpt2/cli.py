@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed here for `minigpt2 --help`; main() hands their arguments to their own parsers.
     sub.add_parser("train", help="train a model (minigpt2 train --help)")
     sub.add_parser("sample", help="sample from a checkpoint (minigpt2 sample --help)")
-    sub.add_parser("finetune", help="fine-tune GPT-2 as a classifier or an instruction follower (minigpt2 finetune --help)")
+    sub.add_parser("finetune", help="fine-tune GPT-2 as a classifier or an instruction follower (minigpt2 "
+                                    "finetune --help)")
     sub.add_parser("chat", help="talk to an instruction-tuned model in the terminal (minigpt2 chat --help)")
     return parser
 

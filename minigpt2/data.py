@@ -16,7 +16,6 @@ tokenizer made them (:class:`~minigpt2.chartokenizer.CharTokenizer` or GPT-2's B
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, Union
 
@@ -25,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from minigpt2.chartokenizer import CharTokenizer
-from minigpt2.datafiles import KNOWN_FILES, DataFileError, locate
+from minigpt2.datafiles import KNOWN_FILES, DataFileError, locate, replacing
 
 Tokens = Union[torch.Tensor, np.ndarray, Sequence[int]]
 
@@ -54,7 +53,11 @@ def num_windows(n_tokens: int, block_size: int) -> int:
     return max(n_tokens - block_size, 0)
 
 
-def _check_stream(tokens: Tokens, block_size: int) -> int:
+def check_stream(tokens: Tokens, block_size: int, what: str = "the stream",
+                 fix: str = "use more text or a smaller block_size") -> int:
+    """The length of ``tokens``, after checking that it holds a window: ``block_size + 1`` tokens
+    (the target is the input shifted by one). ``what`` names the stream and ``fix`` says what to
+    change, in the message of the ValueError raised otherwise."""
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size should be a positive int, got {block_size!r}")
     shape = getattr(tokens, "shape", None)
@@ -64,7 +67,7 @@ def _check_stream(tokens: Tokens, block_size: int) -> int:
     if n < block_size + 1:
         raise ValueError(
             f"a window of block_size={block_size} needs block_size + 1 = {block_size + 1} tokens "
-            f"(the target is shifted by one), but the stream has {n}; use more text or a smaller block_size"
+            f"(the target is shifted by one), but {what} has {n}; {fix}"
         )
     return n
 
@@ -78,17 +81,27 @@ def _long(chunk) -> torch.Tensor:
     return torch.tensor(chunk, dtype=torch.long)
 
 
+def windows(tokens: Tokens, starts: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows at ``starts`` (B,): x and y of shape (B, T), T = ``block_size``, int64.
+
+    Only those windows are read, so ``tokens`` may be a memory-mapped file far larger than memory.
+    """
+    chunks = torch.stack([_long(tokens[s : s + block_size + 1]) for s in starts.tolist()])  # (B, T + 1)
+    return chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous()  # (B, T) each
+
+
 def window(tokens: Tokens, start: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The window at ``start``: ``x = tokens[start : start+T]``, ``y = tokens[start+1 : start+T+1]``.
 
     Returns two int64 tensors of shape (T,), T = ``block_size``.
     """
-    n = _check_stream(tokens, block_size)
+    n = check_stream(tokens, block_size)
     last = num_windows(n, block_size) - 1
     if not 0 <= start <= last:
-        raise IndexError(f"window start {start} is out of range: with {n} tokens and block_size={block_size} it is 0 to {last}")
-    chunk = _long(tokens[start : start + block_size + 1])  # (T + 1,)
-    return chunk[:-1], chunk[1:]
+        raise IndexError(f"window start {start} is out of range: with {n} tokens and block_size={block_size} "
+                         f"it is 0 to {last}")
+    x, y = windows(tokens, torch.tensor([start]), block_size)  # (1, T) each
+    return x[0], y[0]
 
 
 def get_batch(
@@ -103,12 +116,11 @@ def get_batch(
     Pass a seeded ``generator`` for a repeatable batch. Only the sampled windows
     are read, so ``tokens`` may be a memory-mapped file far larger than memory.
     """
-    n = _check_stream(tokens, block_size)
+    n = check_stream(tokens, block_size)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size should be a positive int, got {batch_size!r}")
     starts = torch.randint(num_windows(n, block_size), (batch_size,), generator=generator)  # (B,)
-    chunks = torch.stack([_long(tokens[s : s + block_size + 1]) for s in starts.tolist()])  # (B, T + 1)
-    x, y = chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous()  # (B, T) each
+    x, y = windows(tokens, starts, block_size)  # (B, T) each
     if device is not None:
         x, y = x.to(device), y.to(device)
     return x, y
@@ -124,7 +136,7 @@ class TokenWindows(Dataset):
     """
 
     def __init__(self, tokens: Tokens, block_size: int, stride: int | None = None):
-        n = _check_stream(tokens, block_size)
+        n = check_stream(tokens, block_size)
         stride = block_size if stride is None else stride
         if not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride should be a positive int, got {stride!r}")
@@ -172,7 +184,8 @@ def _as_uint16(ids) -> np.ndarray:
         raise ValueError(f"token ids should be integers, got dtype {arr.dtype}")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi > np.iinfo(TOKEN_DTYPE).max:
-        raise ValueError(f"token files store ids as uint16 (0 to {np.iinfo(TOKEN_DTYPE).max}), but these ids run from {lo} to {hi}")
+        raise ValueError(f"token files store ids as uint16 (0 to {np.iinfo(TOKEN_DTYPE).max}), but these ids run "
+                         f"from {lo} to {hi}")
     return arr.astype(TOKEN_DTYPE, copy=False)
 
 
@@ -183,20 +196,12 @@ def encode_to_file(path: str | os.PathLike, texts: Iterable[str], encode: Callab
     tokenized by passing its documents (or an open file's lines) as ``texts``.
     The file appears only when complete.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".partial") as f:
-        try:
-            for text in texts:
-                ids = _as_uint16(encode(text))
-                ids.tofile(f)
-                count += ids.size
-        except BaseException:
-            f.close()
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
+    with replacing(path) as written, open(written, "wb") as f:
+        for text in texts:
+            ids = _as_uint16(encode(text))
+            ids.tofile(f)
+            count += ids.size
     return count
 
 
@@ -213,7 +218,8 @@ def read_tokens(path: str | os.PathLike) -> np.memmap:
         raise FileNotFoundError(f"{path} does not exist; write it with write_tokens or encode_to_file")
     size = path.stat().st_size
     if size == 0 or size % np.dtype(TOKEN_DTYPE).itemsize:
-        raise ValueError(f"{path} is {size} bytes, not a whole number (>0) of uint16 ids: it is not a token file, or it is truncated")
+        raise ValueError(f"{path} is {size} bytes, not a whole number (>0) of uint16 ids: it is not a token file, or "
+                         "it is truncated")
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
 
 
@@ -224,6 +230,8 @@ __all__ = [
     "KNOWN_FILES",
     "CharTokenizer",
     "num_windows",
+    "check_stream",
+    "windows",
     "window",
     "get_batch",
     "TokenWindows",

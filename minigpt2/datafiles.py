@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.request
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 DATA_DIR_ENV = "MINIGPT2_DATA_DIR"
 OFFLINE_ENV = "MINIGPT2_OFFLINE"
@@ -72,7 +75,8 @@ KNOWN_FILES: dict[str, DataFile] = {
             size=477_907,
             sha256="7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
             url="https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
-            description="the SMS Spam Collection v.1, 5,574 labelled messages (Almeida & Gómez Hidalgo, 2011; lesson 11)",
+            description="the SMS Spam Collection v.1, 5,574 labelled messages (Almeida & Gómez Hidalgo, "
+                        "2011; lesson 11)",
             member="SMSSpamCollection",
         ),
     )
@@ -97,8 +101,54 @@ def cache_dir() -> Path:
     return Path(base) / "minigpt2"
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to something other than "", 0, false or no."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag(OFFLINE_ENV)
+
+
+@contextmanager
+def replacing(target: str | os.PathLike, prefix: str = ".", suffix: str = ".partial",
+              durable: bool = False) -> Iterator[Path]:
+    """The path to write ``target``'s new content to, renamed over ``target`` when the block ends.
+
+    The path lies in a temporary folder beside ``target`` (named ``prefix…suffix``), so that a
+    half-written file never takes ``target``'s place: an error in the block removes the folder and
+    leaves ``target`` as it was, and ``os.replace`` is atomic on POSIX and Windows. ``durable``
+    also flushes the file to disk before the rename and the rename itself after it (a checkpoint
+    should survive a power cut).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix, suffix=suffix))
+    try:
+        written = work / target.name
+        yield written
+        if durable:
+            with open(written, "rb") as f:
+                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(written, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if durable:
+        _fsync_dir(target.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def sha256_of(path: Path) -> str:
@@ -160,7 +210,8 @@ def _member_size_and_sha256(path: Path, spec: DataFile) -> tuple[int, str]:
             data = archive.read(spec.member)
     except (zipfile.BadZipFile, KeyError) as err:
         raise DataFileError(
-            f"{path} should be a zip holding {spec.member} ({err}). Delete it and put a fresh copy from {spec.url} there.",
+            f"{path} should be a zip holding {spec.member} ({err}). Delete it and put a fresh copy from "
+            f"{spec.url} there.",
             rejected=path, problem="corrupted",
         ) from None
     return len(data), hashlib.sha256(data).hexdigest()
@@ -207,7 +258,6 @@ def locate(name: str, path: str | os.PathLike | None = None, download: bool = Tr
 
 def _download(spec: DataFile) -> Path:
     target = cache_dir() / spec.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(spec.url, timeout=30) as response:
             data = response.read()
@@ -216,13 +266,10 @@ def _download(spec: DataFile) -> Path:
             f"{spec.filename} was not found locally and could not be downloaded from {spec.url} ({err}). "
             f"Offline? Put a copy in a folder and set {DATA_DIR_ENV} to that folder."
         ) from err
-    # Write beside the target, then rename: a half-written file never takes its place.
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-        tmp.write(data)
-    try:
-        verify(Path(tmp.name), spec)
-    except DataFileError as err:
-        os.unlink(tmp.name)
-        raise DataFileError(f"the download from {spec.url} is not the expected file: {err}") from err
-    os.replace(tmp.name, target)
+    with replacing(target) as written:
+        written.write_bytes(data)
+        try:
+            verify(written, spec)
+        except DataFileError as err:
+            raise DataFileError(f"the download from {spec.url} is not the expected file: {err}") from err
     return target

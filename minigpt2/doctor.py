@@ -69,16 +69,23 @@ def _data() -> list[Finding]:
     return findings
 
 
-def _widgets() -> Finding:
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    """Those of ``modules`` that cannot be imported."""
     missing = []
-    for module in ("ipywidgets", "jupyterlab_widgets", "matplotlib", "jupyterlab"):
+    for module in modules:
         try:
             importlib.import_module(module)
         except ImportError:
             missing.append(module)
+    return missing
+
+
+def _widgets() -> Finding:
+    missing = _missing(("ipywidgets", "jupyterlab_widgets", "matplotlib", "jupyterlab"))
     if missing:
         return Finding(False, _("Widgets"), _("missing: {modules}").format(modules=", ".join(missing)),
                        _("run `make course` to install them"))
+
     import ipywidgets
 
     manager = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter-widgets" / "jupyterlab-manager"
@@ -91,12 +98,7 @@ def _widgets() -> Finding:
 
 
 def _packages() -> Finding:
-    missing = []
-    for module in ("tiktoken", "safetensors", "nbclient", "nbformat", "tqdm"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(module)
+    missing = _missing(("tiktoken", "safetensors", "nbclient", "nbformat", "tqdm"))
     if missing:
         return Finding(False, _("Packages"), _("missing: {modules}").format(modules=", ".join(missing)),
                        _("run `make course` to install them"))

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from minigpt2.datafiles import offline
-from minigpt2.model import GPT, GPTConfig, HUB_NAMES
+from minigpt2.model import GPT, GPTConfig
+from minigpt2.tokenizer.gpt2 import END_OF_TEXT_ID
 from minigpt2.train.checkpoint import CheckpointError
 
 CONFIG_FILE = "config.json"
@@ -31,7 +32,7 @@ WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # large checkpoints split i
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 HUB_ORGANISATION = "openai-community"
-GPT2_EOT = 50256  # the id of <|endoftext|> in GPT-2's vocabulary
+HUB_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # what from_pretrained downloads, when online
 
 
 # --------------------------------------------------------------------------- state dicts
@@ -74,7 +75,8 @@ def load_state_dict_into(model: GPT, hf_state: dict[str, torch.Tensor]) -> GPT:
     lm_head = hf_state.get("lm_head.weight")
     wte = hf_state.get("transformer.wte.weight", hf_state.get("wte.weight"))
     if lm_head is not None and wte is not None and not torch.equal(lm_head, wte):
-        raise CheckpointError("this checkpoint's lm_head.weight differs from its token embedding wte; GPT ties the two, so it cannot load it")
+        raise CheckpointError("this checkpoint's lm_head.weight differs from its token embedding wte; GPT ties the "
+                              "two, so it cannot load it")
     state = from_hf_state_dict(hf_state)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -89,7 +91,8 @@ def load_state_dict_into(model: GPT, hf_state: dict[str, torch.Tensor]) -> GPT:
     for name, tensor in state.items():
         if tensor.shape != expected[name].shape:
             raise CheckpointError(
-                f"{name} has shape {tuple(tensor.shape)} in the checkpoint but {tuple(expected[name].shape)} in the model"
+                f"{name} has shape {tuple(tensor.shape)} in the checkpoint but "
+                f"{tuple(expected[name].shape)} in the model"
                 + (" (a Conv1D weight not transposed?)" if is_conv1d_weight(name) else "")
             )
     model.load_state_dict(state, strict=True)
@@ -109,7 +112,8 @@ def config_from_hf(hf_config: dict, source: str = CONFIG_FILE, **overrides) -> G
         raise CheckpointError(f"{source} holds a JSON {type(hf_config).__name__}, not an object of GPT-2 settings")
     model_type = hf_config.get("model_type", "gpt2")
     if model_type != "gpt2":
-        raise CheckpointError(f"{source} describes a {model_type!r} model; only GPT-2 ('gpt2') checkpoints can be loaded")
+        raise CheckpointError(f"{source} describes a {model_type!r} model; only GPT-2 ('gpt2') "
+                              "checkpoints can be loaded")
     needs = {  # settings GPT-2 never changed, which our model hard-codes
         "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
         "layer_norm_epsilon": (1e-5,),
@@ -120,7 +124,8 @@ def config_from_hf(hf_config: dict, source: str = CONFIG_FILE, **overrides) -> G
     }
     for key, allowed in needs.items():
         if key in hf_config and hf_config[key] not in allowed:
-            raise CheckpointError(f"{source} has {key}={hf_config[key]!r}; this GPT supports only {' or '.join(map(repr, allowed))}")
+            raise CheckpointError(f"{source} has {key}={hf_config[key]!r}; this GPT supports only "
+                                  f"{' or '.join(map(repr, allowed))}")
     for key in SIZE_FIELDS:
         if key not in hf_config:
             raise CheckpointError(f"{source} has no {key!r}; is it a GPT-2 config?")
@@ -129,12 +134,13 @@ def config_from_hf(hf_config: dict, source: str = CONFIG_FILE, **overrides) -> G
             raise CheckpointError(f"{source} has {key}={value!r}; it should be a positive whole number")
     if hf_config["n_embd"] % hf_config["n_head"]:
         raise CheckpointError(
-            f"{source} has n_embd={hf_config['n_embd']} and n_head={hf_config['n_head']}, but n_embd must be a multiple "
-            "of n_head; the file is damaged or was not written for GPT-2"
+            f"{source} has n_embd={hf_config['n_embd']} and n_head={hf_config['n_head']}, but n_embd must be a "
+            "multiple of n_head; the file is damaged or was not written for GPT-2"
         )
     n_inner = hf_config.get("n_inner")
     if n_inner is not None and n_inner != 4 * hf_config["n_embd"]:
-        raise CheckpointError(f"{source} has n_inner={n_inner!r}; this GPT's MLP is 4 * n_embd = {4 * hf_config['n_embd']} wide")
+        raise CheckpointError(f"{source} has n_inner={n_inner!r}; this GPT's MLP is 4 * n_embd = "
+                              f"{4 * hf_config['n_embd']} wide")
     fields = dict(
         block_size=hf_config["n_positions"],
         vocab_size=hf_config["vocab_size"],
@@ -148,7 +154,8 @@ def config_from_hf(hf_config: dict, source: str = CONFIG_FILE, **overrides) -> G
 def config_to_hf(config: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
     """The ``config.json`` of ``transformers.GPT2Config`` for ``config``."""
     if not config.bias:
-        raise ValueError("Hugging Face's GPT-2 always has biases, but this model was built with bias=False, so it cannot be saved in that format")
+        raise ValueError("Hugging Face's GPT-2 always has biases, but this model was built with bias=False, so it "
+                         "cannot be saved in that format")
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -167,8 +174,8 @@ def config_to_hf(config: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
         "scale_attn_weights": True,
         "tie_word_embeddings": True,
         # <|endoftext|>, when the vocabulary is GPT-2's (or nanoGPT's padded 50304); none for other tokenizers
-        "bos_token_id": GPT2_EOT if config.vocab_size > GPT2_EOT else None,
-        "eos_token_id": GPT2_EOT if config.vocab_size > GPT2_EOT else None,
+        "bos_token_id": END_OF_TEXT_ID if config.vocab_size > END_OF_TEXT_ID else None,
+        "eos_token_id": END_OF_TEXT_ID if config.vocab_size > END_OF_TEXT_ID else None,
         "torch_dtype": str(dtype).removeprefix("torch."),
     }
 
@@ -184,11 +191,13 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
         index = _read_json(index_path)
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise CheckpointError(f"{index_path} has no 'weight_map' of tensor names to shard files; is it a safetensors index?")
+            raise CheckpointError(f"{index_path} has no 'weight_map' of tensor names to shard files; is it a "
+                                  "safetensors index?")
         shards = sorted(set(weight_map.values()))
         for shard in shards:
             if not (directory / shard).is_file():
-                raise CheckpointError(f"{index_path} lists the shard {shard}, which is not in {directory}; download it again")
+                raise CheckpointError(f"{index_path} lists the shard {shard}, which is not in {directory}; "
+                                      "download it again")
         return {k: v for shard in shards for k, v in _read_safetensors(directory / shard).items()}
     if any((directory / name).exists() for name in ("pytorch_model.bin", "model.pt", "model.ckpt")):
         raise CheckpointError(
@@ -196,7 +205,8 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
             "pickle can run code when loaded. Convert it once where you trust it: "
             "GPT2LMHeadModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)"
         )
-    raise CheckpointError(f"{directory} has no {WEIGHTS_FILE}; a Hugging Face GPT-2 directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    raise CheckpointError(f"{directory} has no {WEIGHTS_FILE}; a Hugging Face GPT-2 directory holds {CONFIG_FILE} "
+                          f"and {WEIGHTS_FILE}")
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -205,7 +215,8 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
     except Exception as err:  # safetensors raises its own error types for files that are not safetensors
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); it is truncated, damaged or another format") from None
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); it is truncated, damaged "
+                              "or another format") from None
 
 
 def _read_json(path: Path):
@@ -214,7 +225,9 @@ def _read_json(path: Path):
     except UnicodeDecodeError:
         raise CheckpointError(f"{path} is not text (not UTF-8), so it is not a JSON file") from None
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+        raise CheckpointError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        ) from None
 
 
 def load_dir(directory: str | os.PathLike, **overrides) -> GPT:
@@ -222,7 +235,8 @@ def load_dir(directory: str | os.PathLike, **overrides) -> GPT:
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
-        raise CheckpointError(f"{directory} has no {CONFIG_FILE}; a Hugging Face GPT-2 directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+        raise CheckpointError(f"{directory} has no {CONFIG_FILE}; a Hugging Face GPT-2 directory holds {CONFIG_FILE} "
+                              f"and {WEIGHTS_FILE}")
     config = config_from_hf(_read_json(config_path), source=str(config_path), **overrides)
     model = GPT(config)
     return load_state_dict_into(model, read_weights(directory))
@@ -238,7 +252,9 @@ def download(name: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise CheckpointError("downloading from the hub needs the huggingface_hub package: pip install huggingface_hub") from None
+        raise CheckpointError(
+            "downloading from the hub needs the huggingface_hub package: pip install huggingface_hub"
+        ) from None
     try:
         return Path(snapshot_download(f"{HUB_ORGANISATION}/{name}", allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
     except Exception as err:  # no network, a proxy, the hub down: many kinds
@@ -275,6 +291,7 @@ def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
 
 __all__ = [
     "CheckpointError",
+    "HUB_NAMES",
     "from_hf_state_dict",
     "to_hf_state_dict",
     "load_state_dict_into",

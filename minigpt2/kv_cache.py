@@ -33,7 +33,8 @@ class LayerKVCache:
         """Store the new tokens' keys and values, k and v (B, n_head, T_new, head_dim); return
         the keys and values of every token so far, (B, n_head, length + T_new, head_dim), as views."""
         if k.dim() != 4 or k.shape != v.shape:
-            raise ValueError(f"keys and values should both be (B, n_head, T, head_dim), got {tuple(k.shape)} and {tuple(v.shape)}")
+            raise ValueError(f"keys and values should both be (B, n_head, T, head_dim), got {tuple(k.shape)} and "
+                             f"{tuple(v.shape)}")
         B, n_head, T_new, head_dim = k.shape
         if self.keys is None:
             self.keys = k.new_empty(B, n_head, self.capacity, head_dim)

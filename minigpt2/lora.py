@@ -41,7 +41,8 @@ class LoRALinear(nn.Module):
         self.scaling = alpha / r
         factory = dict(device=base.weight.device, dtype=base.weight.dtype)
         self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **factory))  # (r, in)
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **factory))  # (out, r): zero, so no change at first
+        # (out, r): zero, so no change at first
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **factory))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear (and peft) initialise a weight
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
@@ -158,4 +159,5 @@ def adam_state_bytes(model: nn.Module) -> int:
     return sum(2 * p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["LoRALinear", "apply_lora", "merge_lora", "lora_layers", "trainable_parameters", "adam_state_bytes", "check_rank"]
+__all__ = ["LoRALinear", "apply_lora", "merge_lora", "lora_layers", "trainable_parameters", "adam_state_bytes",
+           "check_rank"]

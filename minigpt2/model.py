@@ -8,10 +8,10 @@ Parameter names are those of Hugging Face's ``GPT2LMHeadModel`` (``transformer.w
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from minigpt2.attention import padded_causal_mask
 from minigpt2.kv_cache import KVCache
 from minigpt2.layers import Block, LayerNorm
+from minigpt2.sampling import generate_tokens
 
 GPT2_VOCAB_SIZE = 50257  # 256 byte tokens + 50,000 merges + <|endoftext|>
 
@@ -52,10 +53,11 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig.{name} should be positive, got {value}")
         if self.n_embd % self.n_head != 0:
             raise ValueError(
-                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
-                f"each head gets n_embd // n_head channels. Try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
+                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head gets n_embd "
+                f"// n_head channels. Try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
             )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout,
+                                                            (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout should be a probability in [0, 1), got {self.dropout!r}")
         if not isinstance(self.bias, bool):
             raise TypeError(f"GPTConfig.bias should be True or False, got {self.bias!r}")
@@ -66,12 +68,14 @@ class GPTConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTConfig":
-        """A named size (see :data:`PRESETS`), with any field overridden: ``GPTConfig.from_preset("gpt2", dropout=0.1)``."""
+        """A named size (see :data:`PRESETS`), with any field overridden: ``GPTConfig.from_preset("gpt2",
+        dropout=0.1)``."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}")
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
-            raise TypeError(f"GPTConfig has no field(s) {sorted(unknown)}; its fields are {[f.name for f in fields(cls)]}")
+            raise TypeError(f"GPTConfig has no field(s) {sorted(unknown)}; its fields are "
+                            f"{[f.name for f in fields(cls)]}")
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
@@ -87,11 +91,9 @@ PRESETS: dict[str, dict] = {
     # Small sizes that train on a laptop CPU in minutes (GPT-2's tokenizer and vocabulary).
     "nano": dict(n_layer=2, n_head=2, n_embd=64, block_size=64),  # 3.3M, almost all of it the embedding
     "micro": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),  # 7.2M
-    "mini": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),  # 30M: nanoGPT's Shakespeare model, with GPT-2's vocabulary
+    # 30M: nanoGPT's Shakespeare model, with GPT-2's vocabulary
+    "mini": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),
 }
-
-HUB_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-
 
 class GPT(nn.Module):
     """GPT-2 as a language model: token ids (B, T) in, next-token logits (B, T, vocab_size) out."""
@@ -99,7 +101,8 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         if not isinstance(config, GPTConfig):
-            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}; e.g. GPT(GPTConfig.from_preset('nano'))")
+            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}; e.g. "
+                            "GPT(GPTConfig.from_preset('nano'))")
         self.config = config
         self.transformer = nn.ModuleDict(
             dict(
@@ -134,9 +137,12 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())  # parameters() yields a shared tensor once
 
     def _check_idx(self, idx: torch.Tensor) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32, torch.int64):
-            what = f"a tensor of shape {tuple(idx.shape)} and dtype {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise ValueError(f"GPT expects token ids as a (B, T) integer tensor, got {what}; a single sequence is idx[None, :]")
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32,
+                                                                                    torch.int64):
+            what = f"a tensor of shape {tuple(idx.shape)} and dtype {idx.dtype}" if isinstance(idx,
+                torch.Tensor) else type(idx).__name__
+            raise ValueError(f"GPT expects token ids as a (B, T) integer tensor, got {what}; a single sequence "
+                             "is idx[None, :]")
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(
@@ -161,13 +167,16 @@ class GPT(nn.Module):
     def _check_attention_mask(self, attention_mask: torch.Tensor, idx: torch.Tensor, start: int) -> None:
         expected = (idx.size(0), start + idx.size(1))
         if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != expected:
-            got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+            got = tuple(attention_mask.shape) if isinstance(attention_mask,
+                                                            torch.Tensor) else type(attention_mask).__name__
             raise ValueError(
                 f"attention_mask should be a tensor of shape (B, cached + T) = {expected}, 1 for each token and 0 for "
                 f"padding (with a KV cache it covers the cached tokens too), got {got}"
             )
-        if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-            raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an integer or bool tensor")
+        binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+        if attention_mask.is_floating_point() or attention_mask.is_complex() or not binary:
+            raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an "
+                             "integer or bool tensor")
 
     def forward(
         self,
@@ -228,43 +237,19 @@ class GPT(nn.Module):
         return KVCache(self.config)
 
     @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-        attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    @functools.wraps(generate_tokens, assigned=())  # help() and inspect show generate_tokens' parameters
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, *settings, **named_settings) -> torch.Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; returns (B, T + max_new_tokens).
 
-        temperature 0 is greedy; top_k keeps the k likeliest tokens (a k above the vocabulary
-        keeps them all); top_p keeps the smallest set whose probability reaches p; ``generator``
-        (a seeded ``torch.Generator``) makes the draws repeatable, else torch's global one is used.
-        An empty prompt (T = 0) starts from ``<|endoftext|>`` (not part of the output); the model
-        sees at most the last ``block_size`` tokens (a longer prompt is cropped, with a warning).
-
-        ``use_cache=True`` keeps every layer's keys and values (:mod:`minigpt2.kv_cache`), so each
-        step runs only the newest token. When the context fills up, the window slides one token a
-        step; as the positions are absolute, every cached key changes then, and each step past
-        ``block_size`` tokens recomputes the window in full, as the uncached path does. Cached and
-        uncached give the same tokens (greedy, or sampling with the same seed).
-
-        A batch of prompts of different lengths: left-pad them to one length and pass their
-        ``attention_mask`` (B, T), 1 for a token and 0 for padding (as Hugging Face's
-        ``generate(..., attention_mask=...)`` takes it). Each row then gets the tokens it would
-        get alone: greedy, and sampled when ``generator`` is a list of B generators, one per row
-        (row r draws from ``generator[r]`` as it would alone); one generator (or torch's global
-        one) draws for the whole batch at once, as Hugging Face does, so the rows' draws depend
-        on each other. The padding stays in the output, (B, T + max_new_tokens).
-        See :func:`minigpt2.sampling.generate_tokens`. Call ``model.eval()`` first so dropout is off.
+        The settings are :func:`minigpt2.sampling.generate_tokens`' (``temperature=1.0``, ``top_k=None``,
+        ``top_p=None``, ``use_cache=True``, ``generator=None``, ``attention_mask=None``), and so is
+        what they do: temperature 0 is greedy; an empty prompt (T = 0) starts from ``<|endoftext|>``
+        (not part of the output); the model sees at most the last ``block_size`` tokens; cached and
+        uncached give the same tokens; a left-padded batch with its ``attention_mask`` (B, T) gives
+        each row the tokens it would get alone, the padding staying in the output.
+        Call ``model.eval()`` first so dropout is off.
         """
-        from minigpt2.sampling import generate_tokens
-
-        steps = generate_tokens(self, idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator, attention_mask)
+        steps = generate_tokens(self, idx, max_new_tokens, *settings, **named_settings)
         return torch.cat([idx, *steps], dim=1)
 
     @classmethod
@@ -284,4 +269,4 @@ class GPT(nn.Module):
         hf.save_pretrained(self, directory)
 
 
-__all__ = ["GPTConfig", "GPT", "PRESETS", "HUB_NAMES", "GPT2_VOCAB_SIZE"]
+__all__ = ["GPTConfig", "GPT", "PRESETS", "GPT2_VOCAB_SIZE"]

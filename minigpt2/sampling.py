@@ -32,8 +32,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-END_OF_TEXT = "<|endoftext|>"
-GPT2_END_OF_TEXT_ID = 50256  # GPT-2's <|endoftext|>, the last of its 50,257 ids
+from minigpt2.tokenizer.gpt2 import END_OF_TEXT, END_OF_TEXT_ID
 
 LogitsTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -44,7 +43,8 @@ LogitsTransform = Callable[[torch.Tensor], torch.Tensor]
 def check_sampling_settings(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> None:
     """Raise ValueError (saying what to pass instead) for a setting that makes no sense."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or math.isnan(temperature):
-        raise ValueError(f"temperature should be a number >= 0 (0 is greedy, 1 the model's own distribution), got {temperature!r}")
+        raise ValueError("temperature should be a number >= 0 (0 is greedy, 1 the model's own distribution), got "
+                         f"{temperature!r}")
     if temperature < 0:
         raise ValueError(f"temperature should be >= 0 (0 is greedy, 1 the model's own distribution), got {temperature}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
@@ -102,7 +102,8 @@ class Temperature:
     def __post_init__(self):
         check_sampling_settings(temperature=self.t)
         if self.t == 0:
-            raise ValueError("Temperature(0) would divide by zero; temperature 0 means greedy: use sample_next(logits, temperature=0)")
+            raise ValueError("Temperature(0) would divide by zero; temperature 0 means greedy: use "
+                             "sample_next(logits, temperature=0)")
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         return logits / self.t
@@ -134,7 +135,8 @@ class TopP:
         return top_p_filter(logits, self.p)
 
 
-def logits_transforms(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> list[LogitsTransform]:
+def logits_transforms(temperature: float = 1.0, top_k: int | None = None,
+                      top_p: float | None = None) -> list[LogitsTransform]:
     """The transforms for these settings, in the order they apply: temperature, top-k, top-p.
 
     Temperature 1 and missing top-k / top-p add nothing. Temperature 0 (greedy) needs no
@@ -177,11 +179,17 @@ def sample_next(
     ``generator[r]`` alone, so a row's tokens do not depend on the other rows of the batch.
     """
     if logits.dim() != 2:
-        raise ValueError(f"sample_next expects logits of shape (B, vocab_size), got {tuple(logits.shape)}; for one row use logits[None]")
-    check_sampling_settings(temperature, top_k, top_p)
-    if temperature == 0:
+        raise ValueError(f"sample_next expects logits of shape (B, vocab_size), got {tuple(logits.shape)}; for one row "
+                         "use logits[None]")
+    transforms = logits_transforms(temperature, top_k, top_p)  # checks the settings
+    return _pick(logits, None if temperature == 0 else transforms, generator)
+
+
+def _pick(logits: torch.Tensor, transforms: Sequence[LogitsTransform] | None, generator) -> torch.Tensor:
+    """:func:`sample_next` with its settings checked and turned into ``transforms`` (None: greedy)."""
+    if transforms is None:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-    probs = apply_transforms(logits, logits_transforms(temperature, top_k, top_p)).softmax(dim=-1)  # (B, V)
+    probs = apply_transforms(logits, transforms).softmax(dim=-1)  # (B, V)
     if generator is None or isinstance(generator, torch.Generator):
         return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
     generators = list(generator)
@@ -205,14 +213,15 @@ def prepare_prompt(idx: torch.Tensor, block_size: int, vocab_size: int) -> torch
     """
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int32, torch.int64):
         what = f"shape {tuple(idx.shape)}, dtype {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
-        raise ValueError(f"the prompt should be a (B, T) tensor of token ids, got {what}; one sequence is torch.tensor([ids])")
+        raise ValueError(f"the prompt should be a (B, T) tensor of token ids, got {what}; one sequence is "
+                         "torch.tensor([ids])")
     if idx.size(1) == 0:
-        if vocab_size <= GPT2_END_OF_TEXT_ID:
+        if vocab_size <= END_OF_TEXT_ID:
             raise ValueError(
-                f"an empty prompt starts from <|endoftext|> (id {GPT2_END_OF_TEXT_ID}), which a vocabulary of "
+                f"an empty prompt starts from <|endoftext|> (id {END_OF_TEXT_ID}), which a vocabulary of "
                 f"{vocab_size} tokens does not have: give the prompt at least one token"
             )
-        return torch.full((idx.size(0), 1), GPT2_END_OF_TEXT_ID, dtype=torch.long, device=idx.device)
+        return torch.full((idx.size(0), 1), END_OF_TEXT_ID, dtype=torch.long, device=idx.device)
     if idx.size(1) > block_size:
         warnings.warn(
             f"the prompt has {idx.size(1)} tokens, more than the model's context of {block_size}: "
@@ -254,26 +263,31 @@ def generate_tokens(
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens should be a whole number >= 0, got {max_new_tokens!r}")
-    check_sampling_settings(temperature, top_k, top_p)
+    transforms = logits_transforms(temperature, top_k, top_p)  # checks the settings, once for every token
     window = prepare_prompt(idx, model.config.block_size, model.config.vocab_size)
     attention_mask = prepare_attention_mask(attention_mask, idx, window)
-    return _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator, attention_mask)
+    return _decode(model, window, max_new_tokens, None if temperature == 0 else transforms, use_cache, generator,
+                   attention_mask)
 
 
-def prepare_attention_mask(attention_mask: torch.Tensor | None, idx: torch.Tensor, window: torch.Tensor) -> torch.Tensor | None:
+def prepare_attention_mask(attention_mask: torch.Tensor | None, idx: torch.Tensor,
+                           window: torch.Tensor) -> torch.Tensor | None:
     """Check a prompt's (B, T) mask; None when it masks nothing (the unmasked path is the fast one)."""
     if attention_mask is None:
         return None
     if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != idx.shape:
         got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
-        raise ValueError(f"attention_mask should have the prompt's shape {tuple(idx.shape)}, 1 for a token and 0 for padding, got {got}")
-    if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError(f"attention_mask should have the prompt's shape {tuple(idx.shape)}, 1 for a token and 0 for "
+                         f"padding, got {got}")
+    binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+    if attention_mask.is_floating_point() or attention_mask.is_complex() or not binary:
         raise ValueError("attention_mask should hold only 1 (a token) and 0 (padding), as an integer or bool tensor")
     if idx.size(1) == 0 or bool(attention_mask.all()):
         return None  # an empty prompt became <|endoftext|> in every row
     empty = (attention_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
     if empty:
-        raise ValueError(f"row(s) {empty} of attention_mask hold no token: give every prompt at least one token (e.g. <|endoftext|>)")
+        raise ValueError(f"row(s) {empty} of attention_mask hold no token: give every prompt at least one token "
+                         "(e.g. <|endoftext|>)")
     return attention_mask.long().to(window.device)
 
 
@@ -313,7 +327,7 @@ def _threads(n: int):
 
 
 @torch.inference_mode()
-def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache, generator, mask=None):
+def _decode(model, window, max_new_tokens, transforms, use_cache, generator, mask=None):
     block_size = model.config.block_size
     window = window[:, -block_size:]  # (B, <= block_size): what the model sees
     if mask is not None:
@@ -321,7 +335,8 @@ def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache,
         ones = mask.new_ones(mask.size(0), 1)  # (B, 1): each new token is a real one
     cache = model.new_kv_cache() if use_cache else None
     unseen = window  # the tokens the cache does not hold yet
-    threads = decode_threads(model, window.size(0))  # set around each step only: between yields the caller's count holds
+    # set around each step only: between yields the caller's count holds
+    threads = decode_threads(model, window.size(0))
     for _ in range(max_new_tokens):
         padding = {} if mask is None else {"attention_mask": mask}  # no mask: the model's plain causal path
         with _threads(threads):
@@ -332,7 +347,7 @@ def _decode(model, window, max_new_tokens, temperature, top_k, top_p, use_cache,
                     cache.reset()
                     unseen = window
                 logits, _ = model(unseen, kv_cache=cache, last_only=True, **padding)  # (B, 1, V)
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+            next_id = _pick(logits[:, -1, :], transforms, generator)  # (B, 1)
         yield next_id
         window = torch.cat([window, next_id], dim=1)[:, -block_size:]  # (B, <= block_size)
         if mask is not None:
@@ -351,12 +366,26 @@ def _end_of_text_id(tokenizer) -> int | None:
     return eot if isinstance(eot, int) else None
 
 
-def _token_bytes(tokenizer, token_id: int) -> bytes:
-    """The bytes of one token: byte-level tokenizers (ours, tiktoken) may cut a character
-    between two tokens; others give whole characters."""
-    if hasattr(tokenizer, "decode_bytes"):
-        return tokenizer.decode_bytes([token_id])
-    return tokenizer.decode([token_id]).encode("utf-8")
+def token_bytes(tokenizer, token_id: int) -> bytes:
+    """The bytes of one generated token. Byte-level tokenizers (ours, tiktoken) may cut a
+    character between two tokens; others give whole characters; a special token gives its text.
+
+    An id the tokenizer does not have is one of a padded vocabulary's extra rows
+    (``vocab_multiple`` rounds the model's vocabulary up, and no text holds those ids, so a
+    trained model seldom picks one): it comes out as the marker ``<|unused 50300|>``, so the
+    text shows that the model chose it without stopping the generation."""
+    try:
+        if hasattr(tokenizer, "decode_bytes"):
+            return tokenizer.decode_bytes([token_id])
+        return tokenizer.decode([token_id]).encode("utf-8")
+    except (KeyError, IndexError, ValueError):  # the tokenizers' "no such id" (ours raise UnknownTokenError)
+        return f"<|unused {token_id}|>".encode()
+
+
+def decode_tokens(tokenizer, ids: Sequence[int]) -> str:
+    """The text of generated ``ids``, each token as :func:`token_bytes` gives it; bytes that are
+    not valid UTF-8 (a character cut off at the end) become '�'."""
+    return b"".join(token_bytes(tokenizer, int(i)) for i in ids).decode("utf-8", errors="replace")
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
@@ -368,7 +397,8 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     eot = _end_of_text_id(tokenizer)
     if eot is None:
         raise ValueError(
-            "an empty prompt starts from <|endoftext|>, which this tokenizer does not have: give at least one character, e.g. '\\n'"
+            "an empty prompt starts from <|endoftext|>, which this tokenizer does not have: give at least one "
+            "character, e.g. '\\n'"
         )
     return [eot]
 
@@ -444,7 +474,7 @@ def stream_text(
         token = int(next_id)
         if token == eot:
             break
-        piece = assembler.feed(_token_bytes(tokenizer, token))
+        piece = assembler.feed(token_bytes(tokenizer, token))
         if piece:
             yield piece
         if assembler.stopped:
@@ -499,8 +529,6 @@ def perplexity(model, ids: Sequence[int] | torch.Tensor, stride: int | None = No
 
 
 __all__ = [
-    "END_OF_TEXT",
-    "GPT2_END_OF_TEXT_ID",
     "LogitsTransform",
     "Temperature",
     "TextAssembler",
@@ -509,6 +537,7 @@ __all__ = [
     "apply_transforms",
     "check_sampling_settings",
     "complete_text",
+    "decode_tokens",
     "encode_prompt",
     "generate_tokens",
     "logits_transforms",
@@ -517,6 +546,7 @@ __all__ = [
     "prepare_prompt",
     "sample_next",
     "stream_text",
+    "token_bytes",
     "top_k_filter",
     "top_p_filter",
 ]

@@ -3,7 +3,6 @@ that can show Chinese."""
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 from collections.abc import Callable
@@ -12,17 +11,15 @@ from pathlib import Path
 
 import torch
 
+from minigpt2.datafiles import env_flag
+
 QUICK_ENV = "MINIGPT2_QUICK"
 LOCAL_ENV = "MINIGPT2_LOCAL_MODELS"  # set: the lessons run their local model even where GPT-2's weights are cached
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
 def quick_mode() -> bool:
     """True when ``MINIGPT2_QUICK`` is set (CI sets it): long cells shrink their work."""
-    return _flag(QUICK_ENV)
+    return env_flag(QUICK_ENV)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -90,7 +87,8 @@ def cached_checkpoint(name: str = "gpt2") -> Path | None:
     return None
 
 
-def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say: Callable[[str], None] | None = print) -> ModelChoice:
+def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say: Callable[[str],
+    None] | None = print) -> ModelChoice:
     """GPT-2's real weights where they can be had, else the model ``local()`` builds.
 
     In this order: ``local()`` when ``MINIGPT2_LOCAL_MODELS`` is set (the test suite sets it,
@@ -103,21 +101,24 @@ def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say:
     from minigpt2.datafiles import offline
     from minigpt2.hf import CheckpointError, download, load_dir
 
-    directory = None if _flag(LOCAL_ENV) else cached_checkpoint(name)
-    if _flag(LOCAL_ENV):
+    directory = None if env_flag(LOCAL_ENV) else cached_checkpoint(name)
+    if env_flag(LOCAL_ENV):
         choice = ModelChoice(local(), False, f"{LOCAL_ENV}=1: using the small local model, not {name}'s real weights")
     elif directory is not None:
-        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face cache ({directory})", directory)
+        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face "
+                                                               f"cache ({directory})", directory)
     elif not offline():
         try:
             directory = download(name)
         except CheckpointError as err:
-            choice = ModelChoice(local(), False, f"{name} could not be had ({err}); using the small local model instead")
+            choice = ModelChoice(local(), False,
+                                 f"{name} could not be had ({err}); using the small local model instead")
         else:
-            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, downloaded to {directory}", directory)
+            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, "
+                                                                   f"downloaded to {directory}", directory)
     else:
-        choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and downloads are off "
-                             f"(MINIGPT2_OFFLINE=1); using the small local model instead")
+        choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and downloads are "
+                                             "off (MINIGPT2_OFFLINE=1); using the small local model instead")
     if say is not None:
         say(choice.reason)
     return choice

@@ -6,6 +6,17 @@ from minigpt2.grading.core import exercises_for, get_exercise, grade_namespace, 
 from minigpt2.grading.grader import grade_notebook
 
 
+def as_learner(mistake):
+    """One of a check's own wrong answers (a function of minigpt2.grading, which the grader would take for a
+    probe) as a learner's function, to be used as a mutant."""
+
+    def learner(*args):
+        return mistake(*args)
+
+    learner.__name__ = mistake.__name__.lstrip("_")
+    return learner
+
+
 def assert_mutant_fails_with_its_hint(exercise_id: str, mutant, hint: str) -> None:
     """A wrong implementation scores nothing, and the message names its mistake."""
     result = run_exercise(get_exercise(exercise_id), mutant, watch=False)
@@ -23,7 +34,8 @@ def assert_mutant_loses_exactly_its_points(solutions: dict, exercise_id: str, mu
 
 
 def assert_solutions_full_marks_exercises_zero(root: Path, notebook: str, points: int, exercises: int) -> None:
-    """Through the grader: solutions/<notebook> scores full marks, exercises/<notebook> zero, each row "not attempted"."""
+    """Through the grader: solutions/<notebook> scores full marks, exercises/<notebook> zero, each row "not
+    attempted"."""
     solved = grade_notebook(root / "solutions" / notebook)
     assert solved.score == solved.max_score == points, solved.notes
     untouched = grade_notebook(root / "exercises" / notebook)

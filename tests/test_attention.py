@@ -123,7 +123,8 @@ def test_split_heads_puts_channel_block_h_in_head_h_and_merge_inverts_it():
 def test_gpt2_layout_and_parameter_count():
     attn = CausalSelfAttention(config(n_embd=48, n_head=6, bias=True))
     shapes = {name: tuple(p.shape) for name, p in attn.named_parameters()}
-    assert shapes == {"c_attn.weight": (144, 48), "c_attn.bias": (144,), "c_proj.weight": (48, 48), "c_proj.bias": (48,)}
+    assert shapes == {"c_attn.weight": (144, 48), "c_attn.bias": (144,), "c_proj.weight": (48, 48),
+                      "c_proj.bias": (48, )}
     assert sum(p.numel() for p in attn.parameters()) == 4 * 48 * 48 + 4 * 48
     assert (attn.n_head, attn.n_embd) == (6, 48)
     assert isinstance(attn.attn_dropout, torch.nn.Dropout) and isinstance(attn.resid_dropout, torch.nn.Dropout)

@@ -17,13 +17,17 @@ LENGTHS = [5, 1, 9, 3]  # prompt lengths of the batch's rows
 PAD = 7  # any id: padding is masked out, whatever it holds
 
 
+SAMPLING_SETTINGS = [dict(temperature=1.0), dict(temperature=0.8, top_k=9), dict(temperature=1.2, top_p=0.8)]
+
+
 def spread_out(model: GPT, seed: int) -> GPT:
     """Weights far from the init, so that every layer matters and continuations vary."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=g)
-            p.copy_(2 * noise / math.sqrt(min(p.shape)) if p.dim() > 1 else 1 + 0.2 * noise if name.endswith("weight") else 0.2 * noise)
+            p.copy_(2 * noise / math.sqrt(min(p.shape)) if p.dim() > 1 else 1 + 0.2 * noise if name.endswith("weight")
+                    else 0.2 * noise)
     return model.eval()
 
 
@@ -59,7 +63,8 @@ def left_pad(rows):
 def test_padded_causal_mask():
     mask = padded_causal_mask(torch.tensor([[0, 1, 1], [1, 1, 1]]), T=3)
     assert mask.shape == (2, 1, 3, 3) and mask.dtype == torch.bool
-    assert mask[0, 0].tolist() == [[True, False, False], [False, True, False], [False, True, True]]  # padding sees itself only
+    # padding sees itself only
+    assert mask[0, 0].tolist() == [[True, False, False], [False, True, False], [False, True, True]]
     assert torch.equal(mask[1, 0], torch.ones(3, 3, dtype=torch.bool).tril())  # no padding: the causal mask
     last = padded_causal_mask(torch.tensor([[0, 1, 1, 1]]), T=1)  # one new token after three cached
     assert last[0, 0].tolist() == [[False, True, True, True]]
@@ -83,7 +88,8 @@ def test_padded_forward_through_the_cache_equals_the_whole_batch(model):
         full, _ = model(idx, attention_mask=mask)
         cache = model.new_kv_cache()
         for start, end in [(0, 4), (4, 5), (5, 9)]:
-            logits, _ = model(idx[:, start:end], kv_cache=cache, attention_mask=mask[:, :end])  # the mask covers the cache
+            # the mask covers the cache
+            logits, _ = model(idx[:, start:end], kv_cache=cache, attention_mask=mask[:, :end])
             torch.testing.assert_close(logits, full[:, start:end])
 
 
@@ -113,14 +119,15 @@ def test_greedy_rows_equal_each_row_alone(model, use_cache, new):
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(temperature=0.8, top_k=9), dict(temperature=1.2, top_p=0.8)])
+@pytest.mark.parametrize("settings", SAMPLING_SETTINGS)
 def test_sampled_rows_with_one_generator_each_equal_each_row_alone(model, use_cache, settings):
     rows = prompts(LENGTHS, CONFIG.vocab_size, seed=4)
     idx, mask = left_pad(rows)
     generators = [torch.Generator().manual_seed(100 + i) for i in range(len(rows))]
     out = model.generate(idx, 30, use_cache=use_cache, generator=generators, attention_mask=mask, **settings)
     for i, r in enumerate(rows):
-        alone = model.generate(r[None], 30, use_cache=use_cache, generator=torch.Generator().manual_seed(100 + i), **settings)
+        alone = model.generate(r[None], 30, use_cache=use_cache, generator=torch.Generator().manual_seed(100 + i),
+                               **settings)
         assert torch.equal(out[i, idx.size(1) :], alone[0, len(r) :]), f"row {i}"
 
 
@@ -173,13 +180,14 @@ def test_greedy_batch_equals_transformers_generate_with_the_mask(model, use_cach
     idx, mask = left_pad(rows)
     new = CONFIG.block_size - idx.size(1)  # transformers cannot slide the window
     expected = hf_twin(model).generate(
-        idx, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=PAD, use_cache=use_cache
+        idx, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=PAD,
+        use_cache=use_cache
     )
     assert torch.equal(model.generate(idx, new, temperature=0, use_cache=use_cache, attention_mask=mask), expected)
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(temperature=0.8, top_k=9), dict(temperature=1.2, top_p=0.8)])
+@pytest.mark.parametrize("settings", SAMPLING_SETTINGS)
 def test_sampled_batch_equals_transformers_generate_with_the_same_seed(model, use_cache, settings):
     """One seed for the whole batch: both draw every row's token with one torch.multinomial call."""
     rows = prompts(LENGTHS, CONFIG.vocab_size, seed=7)

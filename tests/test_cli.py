@@ -5,7 +5,8 @@ import sys
 
 
 def run(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "minigpt2", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, "-m", "minigpt2", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=120)
 
 
 def test_doctor_runs_clean_here():
@@ -59,7 +60,8 @@ def test_a_bad_training_argument_is_one_line_through_the_command():
     done = run("train", "--preset", "nope")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "minigpt2 train: error: unknown preset 'nope'; the presets are: shakespeare-char, shakespeare-char-bf16, shakespeare-gpt2"]
+        "minigpt2 train: error: unknown preset 'nope'; the presets are: shakespeare-char, shakespeare-char-bf16, "
+        "shakespeare-gpt2"]
 
 
 def test_the_command_lists_train_and_sample():

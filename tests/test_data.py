@@ -5,8 +5,7 @@ import pytest
 import tiktoken
 import tiktoken.load
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from torch.utils.data import DataLoader
 
 from minigpt2.data import (

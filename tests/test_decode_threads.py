@@ -53,4 +53,4 @@ def test_generation_runs_on_the_chosen_threads_and_restores_the_callers(two_thre
     steps = sampling.generate_tokens(model, idx, 3, temperature=0)
     next(steps)
     assert torch.get_num_threads() == 2  # between two tokens the caller's count holds
-    torch.testing.assert_close(out, torch.cat([idx, *[t for t in sampling.generate_tokens(model, idx, 5, temperature=0)]], 1))
+    torch.testing.assert_close(out, torch.cat([idx, *sampling.generate_tokens(model, idx, 5, temperature=0)], 1))

@@ -37,8 +37,8 @@ from minigpt2.finetune.instruct import (
     response_loss,
     rouge_l,
 )
-from minigpt2.hf import GPT2_EOT, CheckpointError
-from minigpt2.tokenizer import gpt2_tokenizer
+from minigpt2.hf import CheckpointError
+from minigpt2.tokenizer import END_OF_TEXT_ID, gpt2_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -125,7 +125,7 @@ def test_pool_last_reads_each_rows_last_real_token():
 def test_padding_changes_nothing_and_matches_transformers(tmp_path, enc):
     clf = GPTClassifier(tiny_gpt(), SMS_LABELS).eval()
     texts = ["Free entry! Call now", "ok see you at 5", "hi"]
-    batch = collate_classification([enc.encode(t) for t in texts], [1, 0, 0], pad_id=GPT2_EOT, max_length=64)
+    batch = collate_classification([enc.encode(t) for t in texts], [1, 0, 0], pad_id=END_OF_TEXT_ID, max_length=64)
     with torch.no_grad():
         padded = clf(batch.ids, batch.lengths)  # (3, 2)
         alone = torch.cat([clf(torch.tensor([enc.encode(t)])) for t in texts])  # each text unpadded
@@ -190,7 +190,8 @@ def test_evaluation_counts_a_known_confusion_matrix(enc):
 
 
 def test_the_alpaca_prompt():
-    assert format_prompt({"instruction": "Add 2 and 3.", "input": ""}).endswith("### Instruction:\nAdd 2 and 3.\n\n### Response:\n")
+    assert format_prompt({"instruction": "Add 2 and 3.", "input": ""}).endswith("### Instruction:\nAdd 2 and "
+        "3.\n\n### Response:\n")
     assert "### Input:\nfreind" in format_prompt({"instruction": "Fix the spelling.", "input": "freind"})
 
 
@@ -217,8 +218,8 @@ def test_masked_loss_equals_transformers_loss_with_minus_100_labels(tmp_path, en
     theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "lm").eval()
     labels = torch.full((2, batch.inputs.size(1) + 1), -100)  # transformers shifts the labels itself
     for row, (prompt, response) in enumerate(examples):
-        labels[row, len(prompt): len(prompt) + len(response) + 1] = torch.tensor([*response, GPT2_EOT])
-    inputs = torch.cat([batch.inputs, torch.full((2, 1), GPT2_EOT)], dim=1)
+        labels[row, len(prompt): len(prompt) + len(response) + 1] = torch.tensor([*response, END_OF_TEXT_ID])
+    inputs = torch.cat([batch.inputs, torch.full((2, 1), END_OF_TEXT_ID)], dim=1)
     with torch.no_grad():
         ours = model(batch.inputs, batch.targets)[1]
         ref = theirs(input_ids=inputs, labels=labels).loss
@@ -240,7 +241,7 @@ def test_generated_responses_are_each_prompts_greedy_answer(enc):
     for record, answer in zip(records, answers):
         prompt = torch.tensor([enc.encode(format_prompt(record))])
         alone = model.generate(prompt, 5, temperature=0.0)[0, prompt.size(1):].tolist()
-        alone = alone[: alone.index(GPT2_EOT)] if GPT2_EOT in alone else alone
+        alone = alone[: alone.index(END_OF_TEXT_ID)] if END_OF_TEXT_ID in alone else alone
         assert answer == enc.decode(alone).strip()
 
 
@@ -249,7 +250,7 @@ def test_min_new_tokens_keeps_the_end_token_from_coming_first(enc):
     with torch.no_grad():  # every hidden state is all ones, and <|endoftext|> is the all-ones row: always first
         model.transformer.ln_f.weight.zero_()
         model.transformer.ln_f.bias.fill_(1.0)
-        model.lm_head.weight[GPT2_EOT] = 1.0
+        model.lm_head.weight[END_OF_TEXT_ID] = 1.0
     records = [{"instruction": "Name a colour.", "input": ""}, {"instruction": "Say hi.", "input": ""}]
     assert generate_responses(model, enc, records, max_new_tokens=3) == ["", ""]
     answers = generate_responses(model, enc, records, max_new_tokens=3, min_new_tokens=1)

@@ -1,4 +1,5 @@
-"""`minigpt2 finetune classify|instruct` writes a directory transformers loads; `minigpt2 chat` answers; bad input is one line."""
+"""`minigpt2 finetune classify|instruct` writes a directory transformers loads; `minigpt2 chat` answers; bad input is
+one line."""
 
 import io
 import json

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 KERNELSPEC = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 SOLVED_00 = {
     "utf8_length": 'def utf8_length(text):\n    return len(text.encode("utf-8"))',
-    "count_linear_params": "def count_linear_params(n_in, n_out, bias=True):\n    return n_in * n_out + (n_out if bias else 0)",
+    "count_linear_params": "def count_linear_params(n_in, n_out, bias=True):\n    return n_in * n_out + (n_out "
+                           "if bias else 0)",
     "softmax": ("def softmax(x):\n    e = (x - x.max(dim=-1, keepdim=True).values).exp()\n"
                 "    return e / e.sum(dim=-1, keepdim=True)"),
 }
@@ -38,7 +39,8 @@ def rows(report):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "minigpt2", "grade", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "minigpt2", "grade", *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 # --------------------------------------------------------------------------- verdict tampering
@@ -61,12 +63,12 @@ def test_patched_checks_and_comparisons_change_nothing(tmp_path):
 
 
 def test_an_always_equal_int_and_an_allclose_tensor_arrive_as_plain_data(tmp_path):
-    always_equal = ("class Yes(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n\n"
-                    "def utf8_length(text):\n    return Yes(0)")
-    liar = ("class Liar(torch.Tensor):\n    @classmethod\n    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
-            "        if func in (torch.allclose, torch.equal):\n            return True\n"
-            "        return super().__torch_function__(func, types, args, kwargs or {})\n\n"
-            "def softmax(x):\n    return torch.zeros_like(x).as_subclass(Liar)")
+    always_equal = ("class Yes(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = "
+                    "int.__hash__\n\ndef utf8_length(text):\n    return Yes(0)")
+    liar = ("class Liar(torch.Tensor):\n    @classmethod\n    def __torch_function__(cls, func, types, args=(), "
+            "kwargs=None):\n        if func in (torch.allclose, torch.equal):\n            return True\n        "
+            "return super().__torch_function__(func, types, args, kwargs or {})\n\ndef softmax(x):\n    return "
+            "torch.zeros_like(x).as_subclass(Liar)")
     stack = ("import inspect\n\ndef count_linear_params(n_in, n_out, bias=True):\n"
              "    for frame in inspect.stack():\n        if 'expected' in frame.frame.f_locals:\n"
              "            return frame.frame.f_locals['expected']\n    return 0")
@@ -110,9 +112,10 @@ def test_library_and_package_shortcuts_in_later_lessons(root, tmp_path):
     assert [r.earned > 0 for r in report.results] == [True, True, True, False], [r.message for r in report.results]
     assert "scaled_dot_product_attention" in report.results[3].message
 
-    package = ("from minigpt2.attention import scaled_dot_product_attention, causal_mask\n\n"
-               "def causal_attention(q, k, v):\n    return scaled_dot_product_attention(q, k, v, causal_mask(q.size(-2)))")
-    assert rows(grade_notebook(_lesson(tmp_path, root, "03_attention.ipynb", {"causal_attention": package})))["03.4"].earned == 0
+    package = ("from minigpt2.attention import scaled_dot_product_attention, causal_mask\n\ndef causal_attention(q, "
+               "k, v):\n    return scaled_dot_product_attention(q, k, v, causal_mask(q.size(-2)))")
+    assert rows(grade_notebook(_lesson(tmp_path, root, "03_attention.ipynb",
+                                       {"causal_attention": package})))["03.4"].earned == 0
 
     gelu = "import torch.nn.functional as F\n\ndef gelu(x):\n    return F.gelu(x, approximate='tanh')"
     mlp = "from minigpt2.layers import MLP\n\ndef mlp_forward(x, mlp):\n    return MLP.forward(mlp, x)"
@@ -121,7 +124,8 @@ def test_library_and_package_shortcuts_in_later_lessons(root, tmp_path):
     assert report["05.2"].earned == 0 and "MLP" in report["05.2"].message
     assert report["05.3"].passed
 
-    layer_norm = "import torch.nn.functional as F\n\ndef layer_norm(x, weight, bias, eps=1e-5):\n    return F.layer_norm(x, x.shape[-1:], weight, bias, eps)"
+    layer_norm = ("import torch.nn.functional as F\n\ndef layer_norm(x, weight, bias, eps=1e-5):\n    return "
+                  "F.layer_norm(x, x.shape[-1:], weight, bias, eps)")
     block = "from minigpt2.layers import Block\n\ndef pre_ln_block(x, block):\n    return Block.forward(block, x)"
     report = rows(grade_notebook(_lesson(tmp_path, root, "06_residual_layernorm.ipynb",
                                          {"layer_norm": layer_norm, "pre_ln_block": block})))
@@ -137,12 +141,10 @@ def test_lesson_11_shortcuts_through_the_package_and_peft_score_zero(root, tmp_p
                "def collate_masked(examples, pad_id, end_id):\n"
                "    batch = collate_instructions(examples, pad_id=pad_id, end_id=end_id, max_length=10_000)\n"
                "    return batch.inputs, batch.targets")
-    lora = ("import torch\nfrom minigpt2.lora import LoRALinear\n\n"
-            "def lora_forward(x, W, b, A, B, alpha):\n"
-            "    layer = LoRALinear(torch.nn.Linear(W.size(1), W.size(0), dtype=W.dtype), A.size(0), alpha)\n"
-            "    with torch.no_grad():\n"
-            "        layer.base.weight.copy_(W); layer.base.bias.copy_(b); layer.lora_A.copy_(A); layer.lora_B.copy_(B)\n"
-            "    return layer(x).detach()")
+    lora = ("import torch\nfrom minigpt2.lora import LoRALinear\n\ndef lora_forward(x, W, b, A, B, alpha):\n    layer "
+            "= LoRALinear(torch.nn.Linear(W.size(1), W.size(0), dtype=W.dtype), A.size(0), alpha)\n    with "
+            "torch.no_grad():\n        layer.base.weight.copy_(W); layer.base.bias.copy_(b); layer.lora_A.copy_(A); "
+            "layer.lora_B.copy_(B)\n    return layer(x).detach()")
     merge = ("import importlib\nimport torch\n\n"  # no forbidden name in the source: only the watch sees it
              "def merge_lora_weight(W, A, B, alpha):\n"
              "    lora = importlib.import_module('minigpt2.' + 'lora')\n"
@@ -170,7 +172,8 @@ def test_lesson_11_shortcuts_through_the_package_and_peft_score_zero(root, tmp_p
 
 @pytest.mark.parametrize("handler", ["except BaseException:", "except:"])
 def test_a_loop_that_swallows_everything_is_ended_by_killing_the_kernel(tmp_path, handler):
-    stubborn = f"def softmax(x):\n    while True:\n        try:\n            sum(range(10**6))\n        {handler}\n            pass"
+    stubborn = (f"def softmax(x):\n    while True:\n        try:\n            sum(range(10**6))\n        {handler}\n "
+                "           pass")
     start = time.perf_counter()
     report = grade_notebook(notebook(tmp_path, softmax=stubborn), cell_timeout=4)
     elapsed = time.perf_counter() - start

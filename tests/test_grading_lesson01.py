@@ -4,15 +4,23 @@ mutant (a typical wrong answer) fails with the hint that names its mistake."""
 import pytest
 
 from minigpt2.grading.core import grade_namespace
+from minigpt2.grading.lesson01 import _merge_dropping_last, _merge_first_only, _merge_overlapping, _non_overlapping
 from minigpt2.tokenizer import recover_merges as package_recover_merges
 from minigpt2.tokenizer.gpt2 import bpe_with_ranks
 from minigpt2.tokenizer.simple import merge_pair, pair_counts, train_simple
 
 from grading_checks import (
+    as_learner,
     assert_mutant_fails_with_its_hint,
     assert_mutant_loses_exactly_its_points,
     assert_solutions_full_marks_exercises_zero,
 )
+
+# the checks' own wrong answers, as mutants
+merge_dropping_last = as_learner(_merge_dropping_last)
+merge_first_only = as_learner(_merge_first_only)
+merge_keeping_overlaps = as_learner(_merge_overlapping)
+pair_counts_even_positions = as_learner(_non_overlapping)
 
 # ---------------------------------------------------------------- right answers
 
@@ -46,7 +54,8 @@ def recover_merges(ranks, max_rank=lambda rank: rank, split="bpe"):
         if split == "bpe":
             first, second = bpe_with_ranks(ranks, token, max_rank(rank))
         else:  # the first split into two earlier tokens
-            i = next(i for i in range(1, len(token)) if ranks.get(token[:i], rank) < rank and ranks.get(token[i:], rank) < rank)
+            i = next(i for i in range(1, len(token)) if ranks.get(token[:i], rank) < rank
+                     and ranks.get(token[i:], rank) < rank)
             first, second = token[:i], token[i:]
         merges[(ranks[first], ranks[second])] = rank
     return merges
@@ -74,43 +83,6 @@ def test_the_test_solution_equals_the_package():
 
 def pair_counts_missing_last(ids):
     return pair_counts(ids[:-1])
-
-
-def pair_counts_even_positions(ids):
-    counts = {}
-    for pair in zip(ids[::2], ids[1::2]):
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts
-
-
-def merge_keeping_overlaps(ids, pair, new_id):
-    # looks at every position: [1, 1, 1] with (1, 1) gives [new, new]
-    out = []
-    for i, current in enumerate(ids):
-        if i + 1 < len(ids) and (current, ids[i + 1]) == pair:
-            out.append(new_id)
-        elif not (i > 0 and (ids[i - 1], current) == pair):
-            out.append(current)
-    return out
-
-
-def merge_dropping_last(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
-def merge_first_only(ids, pair, new_id):
-    for i in range(len(ids) - 1):
-        if (ids[i], ids[i + 1]) == pair:
-            return ids[:i] + [new_id] + ids[i + 2 :]
-    return ids
 
 
 def encode_latest_first(text, merges):
@@ -157,7 +129,8 @@ MUTANTS = [
     ("01.3", train_with(recount=True), "counted on the original bytes"),
     ("01.3", train_with(stop=False), "stop the loop early"),
     ("01.4", lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8"), "errors='replace'"),
-    ("01.4", lambda ids, vocab: "".join(vocab[i].decode("utf-8", errors="replace") for i in ids), "each token on its own"),
+    ("01.4", lambda ids, vocab: "".join(vocab[i].decode("utf-8", errors="replace") for i in ids), "each token on its "
+        "own"),
     ("01.4", lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8", errors="ignore"), "silently drops"),
     ("01.4", lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("latin-1"), "not Latin-1"),
     ("01.5", lambda text, merges: list(text.encode("utf-8")), "raw bytes"),
@@ -166,7 +139,8 @@ MUTANTS = [
     ("01.5", encode_latest_first, "latest first"),
     ("01.6", lambda ranks: recover_merges(ranks, split="first"), "first split"),
     ("01.6", lambda ranks: recover_merges(ranks, max_rank=lambda rank: rank + 1), "BPE did not stop at two pieces"),
-    ("01.6", lambda ranks: {pair: token_of(ranks, r) for pair, r in recover_merges(ranks).items()}, "values are tokens"),
+    ("01.6", lambda ranks: {pair: token_of(ranks, r) for pair, r in recover_merges(ranks).items()},
+     "values are tokens"),
     ("01.6", lambda ranks: {(token_of(ranks, a), token_of(ranks, b)): r for (a, b), r in recover_merges(ranks).items()},
      "keys are pairs of bytes"),
 ]

@@ -44,7 +44,8 @@ def solution_namespace():
 MUTANTS = [
     ("02.1", lambda ids, wte, wpe: wte[ids], "token embeddings only"),
     ("02.1", lambda ids, wte, wpe: wte[ids] + wpe[ids], "position table with the token ids"),
-    ("02.1", lambda ids, wte, wpe: torch.cat([wte[ids], wpe[: ids.size(1)].expand(*ids.shape, -1)], -1), "concatenated"),
+    ("02.1", lambda ids, wte, wpe: torch.cat([wte[ids], wpe[: ids.size(1)].expand(*ids.shape, -1)], -1),
+     "concatenated"),
     ("02.2", lambda T, C: sinusoids(T, C, swap=True), "sin and cos are swapped"),
     ("02.2", lambda T, C: sinusoids(T, C, step=1), "frequencies are off"),
     ("02.2", lambda T, C: sinusoids(T, C, halves=True), "all the sines first"),

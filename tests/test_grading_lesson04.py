@@ -7,12 +7,25 @@ import torch
 
 from minigpt2.attention import causal_mask, merge_heads, scaled_dot_product_attention, split_heads
 from minigpt2.grading.core import grade_namespace
+from minigpt2.grading.lesson04 import (
+    _merge_without_transpose,
+    _merge_wrong_order,
+    _split_without_transpose,
+    _split_wrong_order,
+)
 
 from grading_checks import (
+    as_learner,
     assert_mutant_fails_with_its_hint,
     assert_mutant_loses_exactly_its_points,
     assert_solutions_full_marks_exercises_zero,
 )
+
+# the checks' own wrong answers, as mutants
+merge_no_transpose = as_learner(_merge_without_transpose)
+merge_interleaved = as_learner(_merge_wrong_order)
+split_no_transpose = as_learner(_split_without_transpose)
+split_interleaved = as_learner(_split_wrong_order)
 
 
 def count(n_embd, n_head, bias=True):
@@ -29,26 +42,6 @@ def mha(x, attn, split=split_heads, merge=merge_heads, project=True, scale_by_n_
     out, _ = scaled_dot_product_attention(q, k, v, causal_mask(T))
     y = merge(out)
     return attn.c_proj(y) if project else y
-
-
-def split_interleaved(x, n_head):
-    B, T, C = x.shape
-    return x.view(B, T, C // n_head, n_head).permute(0, 3, 1, 2)
-
-
-def merge_interleaved(y):
-    B, H, T, hs = y.shape
-    return y.permute(0, 2, 3, 1).reshape(B, T, H * hs)
-
-
-def split_no_transpose(x, n_head):
-    B, T, C = x.shape
-    return x.reshape(B, n_head, T, C // n_head)
-
-
-def merge_no_transpose(y):
-    B, H, T, hs = y.shape
-    return y.reshape(B, T, H * hs)
 
 
 def solution_namespace():

@@ -45,7 +45,8 @@ MUTANTS = [
     ("05.1", lambda x: gelu(x, outer=1.0), "factor 0.5"),
     ("05.1", lambda x: gelu(x, power=2), "not x²"),
     ("05.1", lambda x: gelu(x, scale=math.sqrt(math.pi / 2)), "√(2/π)"),
-    ("05.1", lambda x: 0.5 * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))), "without multiplying by x"),
+    ("05.1", lambda x: 0.5 * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))), "without multiplying "
+        "by x"),
     ("05.1", gelu_in_place, "in place"),
     ("05.1", lambda x: gelu(x).clamp(min=0), "wrong values"),
     ("05.2", lambda x, mlp: mlp_forward(x, mlp, activation=torch.relu), "you used ReLU"),

@@ -26,10 +26,12 @@ def count(config, lm_head=False, wpe=True, ln_f=True, biases=None, mlp_width=4):
     attention = 3 * C * C + b * 3 * C + C * C + b * C
     mlp = C * mlp_width * C + b * mlp_width * C + mlp_width * C * C + b * C
     total = config.vocab_size * C + config.n_layer * (2 * ln + attention + mlp)
-    return total + (config.block_size * C if wpe else 0) + (ln if ln_f else 0) + (config.vocab_size * C if lm_head else 0)
+    return total + (config.block_size * C if wpe else 0) + (ln if ln_f else 0) + (config.vocab_size * C if lm_head
+                                                                                  else 0)
 
 
-def init(model, residual_scale=lambda L: 1 / math.sqrt(2 * L), scale_all=False, layer_norm_random=False, keep_bias=False):
+def init(model, residual_scale=lambda L: 1 / math.sqrt(2 * L), scale_all=False, layer_norm_random=False,
+         keep_bias=False):
     L = model.config.n_layer
     for name, p in model.named_parameters():
         if name.endswith("bias"):

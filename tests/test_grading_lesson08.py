@@ -5,16 +5,30 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 
 from minigpt2.grading.core import get_exercise, grade_namespace, run_exercise
+from minigpt2.grading.lesson08 import (
+    _cosine_forever,
+    _cosine_over_all_steps,
+    _decay_to_zero,
+    _no_warmup,
+    _warmup_from_zero,
+)
 
 from grading_checks import (
+    as_learner,
     assert_mutant_fails_with_its_hint,
     assert_mutant_loses_exactly_its_points,
     assert_solutions_full_marks_exercises_zero,
 )
+
+# the checks' own wrong answers, as mutants
+lr_cosine_forever = as_learner(_cosine_forever)
+lr_progress_over_total = as_learner(_cosine_over_all_steps)
+lr_to_zero = as_learner(_decay_to_zero)
+lr_no_warmup = as_learner(_no_warmup)
+lr_warmup_from_zero = as_learner(_warmup_from_zero)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,33 +74,6 @@ def solution_namespace():
 
 
 # --------------------------------------------------------------------------- mutants
-
-
-def lr_warmup_from_zero(step, max_lr, min_lr, warmup_steps, total_steps):
-    return max_lr * step / warmup_steps if step < warmup_steps else lr_at(step, max_lr, min_lr, warmup_steps, total_steps)
-
-
-def lr_to_zero(step, max_lr, min_lr, warmup_steps, total_steps):
-    return lr_at(step, max_lr, 0.0, warmup_steps, total_steps)
-
-
-def lr_progress_over_total(step, max_lr, min_lr, warmup_steps, total_steps):
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    if step >= total_steps:
-        return min_lr
-    return min_lr + 0.5 * (1 + math.cos(math.pi * step / total_steps)) * (max_lr - min_lr)
-
-
-def lr_cosine_forever(step, max_lr, min_lr, warmup_steps, total_steps):
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / (total_steps - warmup_steps)
-    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
-
-
-def lr_no_warmup(step, max_lr, min_lr, warmup_steps, total_steps):
-    return lr_at(step, max_lr, min_lr, 0, total_steps)
 
 
 def groups_all_decayed(model, weight_decay):
@@ -193,7 +180,8 @@ MUTANTS = [
 
 def test_solutions_pass():
     results = grade_namespace("08", solution_namespace(), watch=False)
-    assert [(r.id, r.status) for r in results] == [("08.1", "passed"), ("08.2", "passed"), ("08.3", "passed"), ("08.4", "passed")]
+    assert [(r.id, r.status) for r in results] == [("08.1", "passed"), ("08.2", "passed"), ("08.3", "passed"), ("08.4",
+        "passed")]
 
 
 def test_the_package_functions_pass_too():
@@ -217,7 +205,8 @@ def test_stubs_are_not_attempted():
     def stub(*args):
         raise NotImplementedError("Exercise 08.1 (The learning-rate schedule): replace this line with your code")
 
-    assert all(r.status == "not attempted" for r in grade_namespace("08", {n: stub for n in solution_namespace()}, watch=False))
+    assert all(r.status == "not attempted"
+               for r in grade_namespace("08", {n: stub for n in solution_namespace()}, watch=False))
 
 
 def test_a_learner_error_is_reported_with_its_line():

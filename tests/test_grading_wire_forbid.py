@@ -99,7 +99,8 @@ def test_a_whole_library_is_forbidden_in_the_source_and_while_running():
     forbid = get_exercise("11.4").forbid
     source = "from peft.tuners import lora\n\ndef lora_forward(x, W, b, A, B, alpha):\n    return lora.Linear(x)"
     assert scan_source(cells(source), "lora_forward", forbid).what == "peft.*"
-    assert scan_source(cells("import sklearn.metrics as m\n\ndef accuracy_over_batches(ls, ys):\n    return m.accuracy_score(ls, ys)"),
+    assert scan_source(cells("import sklearn.metrics as m\n\ndef accuracy_over_batches(ls, ys):\n    return "
+                             "m.accuracy_score(ls, ys)"),
                        "accuracy_over_batches", get_exercise("11.6").forbid).what == "sklearn.*"
     peft = pytest.importorskip("peft")
 
@@ -155,7 +156,8 @@ def cells(*sources):
 
 
 @pytest.mark.parametrize("source, found", [
-    ("import torch.nn.functional as nnf\ndef softmax(x):\n    return nnf.softmax(x, -1)", "torch.nn.functional.softmax"),
+    ("import torch.nn.functional as nnf\ndef softmax(x):\n    return nnf.softmax(x, -1)",
+     "torch.nn.functional.softmax"),
     ("from torch import softmax as s\ndef softmax(x):\n    return s(x, -1)", "torch.softmax"),
     ("def helper(x):\n    return x.softmax(-1)\ndef softmax(x):\n    return helper(x)", "torch.Tensor.softmax"),
     ("import torch\ndef softmax(x):\n    return getattr(torch, 'softmax')(x, -1)", "torch.softmax"),
@@ -170,7 +172,8 @@ def test_a_re_exported_class_method_is_the_same_call():
     source = "from minigpt2.model import Block\ndef pre_ln_block(x, block):\n    return Block.forward(block, x)"
     import minigpt2.model  # noqa: F401 -- the grader has it loaded; the scan imports nothing new
 
-    assert scan_source(cells(source), "pre_ln_block", get_exercise("06.2").forbid).what == "minigpt2.layers.Block.forward"
+    assert scan_source(cells(source), "pre_ln_block",
+                       get_exercise("06.2").forbid).what == "minigpt2.layers.Block.forward"
 
 
 def test_the_solution_and_unrelated_names_are_not_flagged():

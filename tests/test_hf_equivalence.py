@@ -113,7 +113,8 @@ def test_saved_files_follow_the_huggingface_layout(saved):
     C = model.config.n_embd
     assert tensors["transformer.h.0.attn.c_attn.weight"].shape == (C, 3 * C)  # Conv1D: (in, out)
     assert tensors["transformer.h.0.mlp.c_proj.weight"].shape == (4 * C, C)
-    torch.testing.assert_close(tensors["transformer.h.0.mlp.c_fc.weight"], model.transformer.h[0].mlp.c_fc.weight.t(), rtol=0, atol=0)
+    torch.testing.assert_close(tensors["transformer.h.0.mlp.c_fc.weight"], model.transformer.h[0].mlp.c_fc.weight.t(),
+                               rtol=0, atol=0)
     assert not list(directory.glob("*.bin")) and not list(directory.glob("*.pt"))
 
 
@@ -231,7 +232,8 @@ def test_directory_without_files_raises_clearly(tmp_path):
 def test_other_architectures_and_settings_are_refused(saved):
     _, directory = saved
     config = json.loads((directory / "config.json").read_text())
-    for change, message in [({"model_type": "llama"}, "'llama' model"), ({"activation_function": "relu"}, "activation_function")]:
+    for change, message in [({"model_type": "llama"}, "'llama' model"), ({"activation_function": "relu"},
+                                                                         "activation_function")]:
         (directory / "config.json").write_text(json.dumps({**config, **change}))
         with pytest.raises(CheckpointError, match=message):
             GPT.from_pretrained(directory)

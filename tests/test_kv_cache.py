@@ -26,7 +26,8 @@ def spread_out(model: GPT, seed: int) -> GPT:
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=g)
-            p.copy_(2 * noise / math.sqrt(min(p.shape)) if p.dim() > 1 else 1 + 0.2 * noise if name.endswith("weight") else 0.2 * noise)
+            p.copy_(2 * noise / math.sqrt(min(p.shape)) if p.dim() > 1 else 1 + 0.2 * noise if name.endswith("weight")
+                    else 0.2 * noise)
     return model.eval()
 
 
@@ -134,7 +135,8 @@ def crop_warning_if(cropped: bool):
             yield
 
 
-PROMPTS = [(1, 1), (1, 7), (3, 5), (2, 23), (1, 24), (2, 30)]  # (B, T): one token, short, batch, at and past the context
+# (B, T): one token, short, batch, at and past the context
+PROMPTS = [(1, 1), (1, 7), (3, 5), (2, 23), (1, 24), (2, 30)]
 
 
 @pytest.mark.parametrize("B, T", PROMPTS)
@@ -176,11 +178,13 @@ def test_past_the_context_the_window_slides(model):
 def test_cached_greedy_equals_hugging_faces_cached_generate():
     config = GPTConfig(block_size=64, vocab_size=97, n_layer=4, n_head=4, n_embd=64)
     ours = spread_out(GPT(config), seed=2)
-    hf_config = {key: value for key, value in config_to_hf(config).items() if key not in ("bos_token_id", "eos_token_id")}
+    hf_config = {key: value for key, value in config_to_hf(config).items() if key not in ("bos_token_id",
+                                                                                          "eos_token_id")}
     hf = GPT2LMHeadModel(GPT2Config(**hf_config)).eval()  # no end-of-text token: all 40 tokens are greedy
     hf.load_state_dict(to_hf_state_dict(ours), strict=False)
     idx = torch.randint(0, 97, (2, 6), generator=torch.Generator().manual_seed(0))
     expected = hf.generate(
-        idx, attention_mask=torch.ones_like(idx), max_new_tokens=40, min_new_tokens=40, do_sample=False, pad_token_id=0, use_cache=True
+        idx, attention_mask=torch.ones_like(idx), max_new_tokens=40, min_new_tokens=40, do_sample=False, pad_token_id=0,
+        use_cache=True
     )
     assert torch.equal(ours.generate(idx, 40, temperature=0, use_cache=True), expected)

@@ -99,7 +99,8 @@ def test_block_uses_gpt2_names():
     block = Block(CONFIG)
     assert isinstance(block.attn, CausalSelfAttention)
     names = {n for n, _ in block.named_parameters()}
-    assert {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "ln_2.weight", "mlp.c_fc.weight", "mlp.c_proj.bias"} <= names
+    assert {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "ln_2.weight", "mlp.c_fc.weight",
+            "mlp.c_proj.bias"} <= names
 
 
 def test_block_is_pre_layernorm_with_residuals():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import minigpt2
-from minigpt2.model import GPT, GPTConfig, PRESETS
+from minigpt2.model import GPT, PRESETS, GPTConfig
 
 TINY = GPTConfig(block_size=16, vocab_size=61, n_layer=3, n_head=2, n_embd=32)
 
@@ -33,13 +33,15 @@ def test_top_level_names():
 
 def test_default_config_is_gpt2_small_with_nanogpt_names():
     c = GPTConfig()
-    assert (c.block_size, c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.dropout, c.bias) == (1024, 50257, 12, 12, 768, 0.0, True)
+    assert (c.block_size, c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.dropout, c.bias) == (1024, 50257, 12, 12, 768,
+                                                                                              0.0, True)
     assert c.head_dim == 64
 
 
 @pytest.mark.parametrize(
     "name, shape",
-    [("gpt2", (12, 12, 768)), ("gpt2-medium", (24, 16, 1024)), ("gpt2-large", (36, 20, 1280)), ("gpt2-xl", (48, 25, 1600))],
+    [("gpt2", (12, 12, 768)), ("gpt2-medium", (24, 16, 1024)), ("gpt2-large", (36, 20, 1280)),
+     ("gpt2-xl", (48, 25, 1600))],
 )
 def test_gpt2_presets(name, shape):
     c = GPTConfig.from_preset(name)
@@ -147,7 +149,8 @@ def test_the_model_is_causal(tiny):
 
 def test_a_sequence_longer_than_the_context_raises_clearly(tiny):
     tiny(torch.zeros(1, 16, dtype=torch.long))  # exactly block_size is fine
-    with pytest.raises(ValueError, match=r"17 tokens is longer than the model's context, block_size=16.*idx\[:, -16:\]"):
+    with pytest.raises(ValueError,
+                       match=r"17 tokens is longer than the model's context, block_size=16.*idx\[:, -16:\]"):
         tiny(torch.zeros(1, 17, dtype=torch.long))
 
 
@@ -266,7 +269,8 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [(dict(temperature=-1.0), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p")],
+    [(dict(temperature=-1.0), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5),
+                                                                                                     "top_p")],
 )
 def test_generate_rejects_bad_settings(tiny, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -144,7 +144,8 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path):
     (tmp_path / "tmp").mkdir()
     code = "from minigpt2 import native; print(native.status())"
     clean = {k: v for k, v in os.environ.items() if k not in ("MINIGPT2_NATIVE", "CC", "MINIGPT2_NATIVE_CACHE")}
-    result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     if HAS_COMPILER:
         assert result.stdout.startswith(f"built ({tmp_path / 'tmp'}"), result.stdout

@@ -54,7 +54,8 @@ def test_weights_in_the_cache_are_used_even_offline(hub_cache, monkeypatch):
     monkeypatch.setenv("MINIGPT2_LOCAL_MODELS", "0")
     lines = []
     choice = pretrained_or_local(local, say=lines.append)
-    assert choice.pretrained and isinstance(choice.model, GPT) and not choice.model.training and choice.directory == snapshot
+    assert choice.pretrained and isinstance(choice.model,
+                                            GPT) and not choice.model.training and choice.directory == snapshot
     idx = torch.randint(0, 64, (1, 8))
     torch.testing.assert_close(choice.model(idx)[0], saved.eval()(idx)[0], rtol=0, atol=0)
     assert calls == [] and lines == [choice.reason] and "real weights" in lines[0] and "cache" in lines[0]

@@ -9,7 +9,6 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 from minigpt2.model import GPT, GPTConfig
 from minigpt2.sampling import (
-    GPT2_END_OF_TEXT_ID,
     Temperature,
     TextAssembler,
     TopK,
@@ -26,7 +25,7 @@ from minigpt2.sampling import (
     top_k_filter,
     top_p_filter,
 )
-from minigpt2.tokenizer import gpt2_tokenizer
+from minigpt2.tokenizer import END_OF_TEXT_ID, gpt2_tokenizer
 
 NEG_INF = float("-inf")
 
@@ -218,7 +217,7 @@ def test_sample_next_wants_a_batch_of_rows():
 
 # --------------------------------------------------------------------------- the generation loop
 
-CONFIG = GPTConfig(block_size=12, vocab_size=GPT2_END_OF_TEXT_ID + 1, n_layer=2, n_head=2, n_embd=16)
+CONFIG = GPTConfig(block_size=12, vocab_size=END_OF_TEXT_ID + 1, n_layer=2, n_head=2, n_embd=16)
 
 
 @pytest.fixture(scope="module")
@@ -229,9 +228,9 @@ def gpt2_vocab_model():
 
 def test_an_empty_prompt_starts_from_end_of_text(gpt2_vocab_model):
     empty = torch.zeros(2, 0, dtype=torch.long)
-    assert prepare_prompt(empty, 12, CONFIG.vocab_size).tolist() == [[GPT2_END_OF_TEXT_ID]] * 2
+    assert prepare_prompt(empty, 12, CONFIG.vocab_size).tolist() == [[END_OF_TEXT_ID]] * 2
     out = gpt2_vocab_model.generate(empty, 5, temperature=0)
-    start = torch.full((2, 1), GPT2_END_OF_TEXT_ID)
+    start = torch.full((2, 1), END_OF_TEXT_ID)
     assert out.shape == (2, 5)  # the start token is context, not output
     assert torch.equal(out, gpt2_vocab_model.generate(start, 5, temperature=0)[:, 1:])
 
@@ -262,6 +261,26 @@ def test_prompts_that_are_not_token_ids_raise_clearly(gpt2_vocab_model, bad):
         generate_tokens(gpt2_vocab_model, bad, 2)
 
 
+def test_the_settings_are_checked_once_per_generate_not_per_token(gpt2_vocab_model, monkeypatch):
+    import minigpt2.sampling as sampling
+
+    calls = []
+    monkeypatch.setattr(sampling, "check_sampling_settings", lambda *a, **k: calls.append(a or k))
+    counts = []
+    for n in (1, 10):
+        calls.clear()
+        gpt2_vocab_model.generate(torch.tensor([[1, 2]]), n, temperature=0.8, top_k=5, top_p=0.9)
+        counts.append(len(calls))
+    assert counts[0] == counts[1] > 0
+
+
+def test_generate_shows_the_parameters_of_generate_tokens():
+    import inspect
+
+    assert list(inspect.signature(GPT(CONFIG).generate).parameters) == [
+        "idx", "max_new_tokens", "temperature", "top_k", "top_p", "use_cache", "generator", "attention_mask"]
+
+
 def test_bad_settings_raise_before_any_step(gpt2_vocab_model):
     idx = torch.tensor([[1]])
     with pytest.raises(ValueError, match="max_new_tokens"):
@@ -277,7 +296,7 @@ class ScriptedModel(torch.nn.Module):
     """A stand-in model that 'predicts' a fixed script of tokens, one per step, and records
     what it was shown."""
 
-    def __init__(self, script, vocab_size=GPT2_END_OF_TEXT_ID + 1, block_size=1024):
+    def __init__(self, script, vocab_size=END_OF_TEXT_ID + 1, block_size=1024):
         super().__init__()
         self.config = GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=1, n_head=1, n_embd=4)
         self.script = list(script)
@@ -309,17 +328,37 @@ def test_streaming_yields_only_complete_text(tokenizer):
 
 
 def test_generation_stops_at_end_of_text_and_an_empty_prompt_starts_there(tokenizer):
-    ids = tokenizer.encode("Hello there") + [GPT2_END_OF_TEXT_ID] + tokenizer.encode(" more")
+    ids = tokenizer.encode("Hello there") + [END_OF_TEXT_ID] + tokenizer.encode(" more")
     model = ScriptedModel(ids)
     assert complete_text(model, tokenizer, "", 50, temperature=0, use_cache=False) == "Hello there"
-    assert model.seen[0] == [[GPT2_END_OF_TEXT_ID]]
+    assert model.seen[0] == [[END_OF_TEXT_ID]]
     assert len(model.seen) == len(tokenizer.encode("Hello there")) + 1
     model = ScriptedModel(ids)
     whole = complete_text(model, tokenizer, "x", len(ids), temperature=0, use_cache=False, stop_at_end_of_text=False)
     assert whole == "Hello there<|endoftext|> more"
 
 
-@pytest.mark.parametrize("stop, expected", [("\n\n", "First line.\nSecond"), (["ird", "line."], "First "), ("zzz", None)])
+def test_ids_of_a_padded_vocabulary_come_out_as_a_marker_on_every_path(tokenizer):
+    """vocab_multiple=64 rounds a vocabulary up: the model has ids its tokenizer does not (here 2 and 50300)."""
+    from minigpt2.chartokenizer import CharTokenizer
+    from minigpt2.train.sample import generate_text, stream_sample
+
+    class Scripted(ScriptedModel):
+        generate = GPT.generate
+
+        def new_kv_cache(self):
+            return None  # no cache: the paths that use one run uncached
+
+    for tok, script, vocab_size in ((CharTokenizer("ab"), [0, 2, 1], 64), (tokenizer, [64, 50300, 65], 50304)):
+        expected = f"a<|unused {script[1]}|>b"
+        steps = dict(max_new_tokens=3, temperature=0)
+        assert complete_text(Scripted(script, vocab_size), tok, "a", **steps, use_cache=False) == expected
+        assert "".join(stream_sample(Scripted(script, vocab_size), tok, tok.encode("a"), **steps)) == expected
+        assert generate_text(Scripted(script, vocab_size), tok, "a", **steps) == ["a" + expected]
+
+
+@pytest.mark.parametrize("stop, expected",
+                         [("\n\n", "First line.\nSecond"), (["ird", "line."], "First "), ("zzz", None)])
 def test_generation_stops_at_a_stop_string(tokenizer, stop, expected):
     text = "First line.\nSecond\n\nThird"
     ids = tokenizer.encode(text)
@@ -349,13 +388,15 @@ def test_the_assembler_waits_for_a_whole_character_and_marks_broken_bytes():
 
 
 def test_sampled_text_is_repeatable_with_a_seed(gpt2_vocab_model, tokenizer):
-    text = lambda seed: complete_text(gpt2_vocab_model, tokenizer, "Once", 8, seed=seed, stop_at_end_of_text=False)  # noqa: E731
+    def text(seed):
+        return complete_text(gpt2_vocab_model, tokenizer, "Once", 8, seed=seed, stop_at_end_of_text=False)
+
     assert text(3) == text(3)
     assert text(3) != text(4)
 
 
 def test_a_prompt_must_be_text_and_an_empty_one_needs_end_of_text(tokenizer):
-    assert encode_prompt(tokenizer, "") == [GPT2_END_OF_TEXT_ID]
+    assert encode_prompt(tokenizer, "") == [END_OF_TEXT_ID]
     with pytest.raises(TypeError, match="str"):
         encode_prompt(tokenizer, [1, 2])
 

@@ -7,10 +7,10 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 
 import pytest
+import tomllib
 import yaml
 
 
@@ -101,3 +101,13 @@ def test_every_lesson_has_a_notebook_and_every_solution_a_lesson(root):
     solutions = {p.name[:2] for p in (root / "solutions").glob("*.ipynb")}
     assert "00" in lessons
     assert solutions <= lessons, f"solutions without a lesson: {sorted(solutions - lessons)}"
+
+
+@pytest.mark.parametrize("module, absent", [
+    ("minigpt2.tokenizer", "torch"),  # a pure-Python tokenizer imports in milliseconds
+    ("minigpt2.model", "minigpt2.hf"),  # the model is a model without its loader (which imports the model)
+])
+def test_a_module_does_not_import_what_it_does_not_need(module, absent):
+    code = f"import sys, {module}; print({absent!r} in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -198,7 +198,8 @@ def test_save_and_load_round_trip(small_tokenizer, tmp_path):
     assert loaded.pattern == small_tokenizer.pattern and loaded.byte_ids == small_tokenizer.byte_ids
     assert loaded.encode(MIXED) == small_tokenizer.encode(MIXED)
     text = path.read_text(encoding="utf-8")
-    assert f"[{small_tokenizer.merges[0][0]}, {small_tokenizer.merges[0][1]}]" in text.splitlines()[7]  # one merge a line
+    # one merge a line
+    assert f"[{small_tokenizer.merges[0][0]}, {small_tokenizer.merges[0][1]}]" in text.splitlines()[7]
     json.loads(text)
 
 
@@ -209,7 +210,8 @@ def _write(tmp_path, data) -> str:
 
 
 def _valid() -> dict:
-    return {"format": "minigpt2-bpe", "version": 1, "pattern": None, "special_tokens": {}, "byte_ids": list(range(256)), "merges": [[97, 98]]}
+    return {"format": "minigpt2-bpe", "version": 1, "pattern": None, "special_tokens": {}, "byte_ids": list(range(256)),
+            "merges": [[97, 98]]}
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,10 @@
 """gpt2_tokenizer(): the course's BPE with GPT-2's merges gives tiktoken's ids, id for id."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from minigpt2.data import load_text
-from minigpt2.tokenizer import BPETokenizer, END_OF_TEXT, gpt2_tokenizer, recover_merges, tiktoken_gpt2
+from minigpt2.tokenizer import END_OF_TEXT, BPETokenizer, gpt2_tokenizer, recover_merges, tiktoken_gpt2
 from minigpt2.tokenizer.gpt2 import bpe_with_ranks, read_ranks
 
 
@@ -91,7 +90,8 @@ def test_split_character_decodes_like_tiktoken(ours, reference):
 
 FRAGMENTS = [
     "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'LL", "n't", " ", "  ", "   ", "\t", "\n", "\r\n", "\n\n",
-    " \n ", "\u00a0", "\u3000", "😀", "👩‍👩‍👧", "🏳️‍🌈", "中文", "日本語", "한국어", "Привет", "مرحبا", "नमस्ते", "Ελληνικά",
+    " \n ", "\u00a0", "\u3000", "😀", "👩‍👩‍👧", "🏳️‍🌈", "中文", "日本語", "한국어",
+    "Привет", "مرحبا", "नमस्ते", "Ελληνικά",
     "123", " 4567", "٣٤", "½", "Ünïcödé", "ﬁ", "\u200b", "\x00", "<|endoftext", "|>", "\ufffd", "e\u0301",
 ]
 TEXTS = st.lists(

@@ -14,7 +14,7 @@ import tiktoken
 import torch
 
 from minigpt2.tokenizer import END_OF_TEXT, UnknownTokenError, gpt2_tokenizer, tiktoken_gpt2
-from minigpt2.tokenizer.base import merge_long, merge_short
+from minigpt2.tokenizer.bpe import merge_long, merge_short
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, compiled_pinned, reclassified_characters, split_text
 from minigpt2.tokenizer.simple import encode_simple
 
@@ -44,8 +44,10 @@ def test_the_three_merge_loops_give_the_same_ids(ours):
     rng = random.Random(0)
     for _ in range(300):
         alphabet = rng.choice(["ab", "x", "ab ", "abcdefgh", "aé", "\n", " \t", "0123"])
-        ids = list("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 200))).encode().translate(ours._byte_table))
-        assert merge_short(list(ids), ours._ranks) == merge_long(list(ids), ours._ranks) == encode_simple(list(ids), ours._ranks)
+        ids = list("".join(rng.choice(alphabet)
+                           for _ in range(rng.randint(1, 200))).encode().translate(ours._byte_table))
+        assert merge_short(list(ids), ours._ranks) == merge_long(list(ids), ours._ranks) == encode_simple(list(ids),
+                                                                                                          ours._ranks)
 
 
 @pytest.mark.parametrize("c", ["^", "0", "a", "'s", " ", "\n", "x", "é", "🌞", "ab"])
@@ -85,7 +87,8 @@ SPECIAL_ARGS = [
     set(), frozenset(), {END_OF_TEXT}, frozenset({END_OF_TEXT}), {"<|fim_prefix|>"}, {END_OF_TEXT, "<|fim_prefix|>"},
     "all", (), [], [END_OF_TEXT], (END_OF_TEXT,), "<|endoftext|>", {"<|fim_middle|>"},
 ]
-SPECIAL_TEXTS = ["plain text", f"a{END_OF_TEXT}b", "x<|fim_prefix|>y <|fim_middle|>", f"{END_OF_TEXT}<|fim_middle|>{END_OF_TEXT}", ""]
+SPECIAL_TEXTS = ["plain text", f"a{END_OF_TEXT}b", "x<|fim_prefix|>y <|fim_middle|>",
+                 f"{END_OF_TEXT}<|fim_middle|>{END_OF_TEXT}", ""]
 
 
 @pytest.mark.parametrize("text", SPECIAL_TEXTS)
@@ -94,9 +97,11 @@ def test_every_combination_of_special_token_arguments_ends_as_in_tiktoken(ours, 
         kwargs = dict(allowed_special=allowed, disallowed_special=disallowed)
         assert outcome(ours.encode, text, **kwargs) == outcome(reference.encode, text, **kwargs), kwargs
     for allowed in SPECIAL_ARGS:  # and each argument alone
-        assert outcome(ours.encode, text, allowed_special=allowed) == outcome(reference.encode, text, allowed_special=allowed)
+        assert outcome(ours.encode, text, allowed_special=allowed) == outcome(reference.encode, text,
+                                                                              allowed_special=allowed)
     for disallowed in SPECIAL_ARGS:
-        assert outcome(ours.encode, text, disallowed_special=disallowed) == outcome(reference.encode, text, disallowed_special=disallowed)
+        assert outcome(ours.encode, text, disallowed_special=disallowed) == outcome(reference.encode, text,
+                                                                                    disallowed_special=disallowed)
 
 
 def test_the_issues_cases_and_the_messages(ours, reference):
@@ -141,7 +146,8 @@ def test_numpy_and_torch_integers_decode_as_in_tiktoken(ours, reference):
 def tiktoken_class(prop: str) -> set[str]:
     """The characters tiktoken's regex engine puts in ``prop``: a pattern of that class alone keeps
     exactly them (tiktoken drops what the pattern does not match); no merges, one id per byte."""
-    probe = tiktoken.Encoding(name="probe", pat_str=prop, mergeable_ranks={bytes([b]): b for b in range(256)}, special_tokens={})
+    probe = tiktoken.Encoding(name="probe", pat_str=prop, mergeable_ranks={bytes([b]): b for b in range(256)},
+                              special_tokens={})
     everything = "".join(map(chr, itertools.chain(range(0xD800), range(0xE000, 0x110000))))
     return set(bytes(probe.encode_ordinary(everything)).decode("utf-8"))
 
@@ -154,7 +160,8 @@ def tiktoken_letters_and_numbers():
 def test_the_reclassified_characters_are_exactly_where_regex_and_tiktoken_disagree(tiktoken_letters_and_numbers):
     letters, numbers = tiktoken_letters_and_numbers
     everything = "".join(map(chr, itertools.chain(range(0xD800), range(0xE000, 0x110000))))
-    disagree = (set(regex.findall(r"\p{L}", everything)) ^ letters) | (set(regex.findall(r"\p{N}", everything)) ^ numbers)
+    disagree = (set(regex.findall(r"\p{L}", everything)) ^ letters) | (set(regex.findall(r"\p{N}",
+                                                                                         everything)) ^ numbers)
     assert reclassified_characters() == disagree
     assert {"\U000323b0", "\U00033479", "\U0003d000"} <= disagree  # the issue's largest ranges (Unicode 17/18)
 
@@ -190,7 +197,8 @@ def test_every_code_point_in_contexts_gets_tiktokens_ids(ours, reference):
     for context in CONTEXTS:
         for start in range(0, len(code_points), 65536):
             text = "\n".join(context.format(c=c) for c in code_points[start : start + 65536])
-            assert ours.encode(text, disallowed_special=()) == reference.encode(text, disallowed_special=()), (context, start)
+            assert ours.encode(text, disallowed_special=()) == reference.encode(text, disallowed_special=()), (context,
+                                                                                                               start)
 
 
 def test_the_pattern_is_tiktokens(reference):

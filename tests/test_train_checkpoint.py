@@ -184,7 +184,8 @@ KILLED_WRITER = textwrap.dedent(
 @pytest.mark.parametrize("where", ["during-write", "before-rename"])
 def test_a_kill_mid_write_leaves_the_last_good_checkpoint(tmp_path, where):
     path = tmp_path / "ckpt.safetensors"
-    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path), where], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path), where], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert load_checkpoint(path).step == 1  # the first checkpoint, whole
     leftovers = [p for p in tmp_path.iterdir() if p.name != path.name]

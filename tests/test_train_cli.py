@@ -29,7 +29,8 @@ def test_train_then_resume_then_sample(tmp_path, capsys):
     assert main(["--resume", "--out-dir", out_dir, "--max-iters", "4"]) == 0
     assert "resuming" in capsys.readouterr().out
     assert load_checkpoint(ckpt).step == 4
-    assert sample_main(["--checkpoint", str(ckpt), "--prompt", "ROMEO:", "--max-new-tokens", "20", "--num-samples", "2"]) == 0
+    assert sample_main(["--checkpoint", str(ckpt), "--prompt", "ROMEO:", "--max-new-tokens", "20", "--num-samples",
+                        "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("ROMEO:") == 2
 
@@ -59,7 +60,7 @@ def test_list_presets(capsys):
         (["--batch-size", "0"], "--batch-size"),
         (["--tokenizer", "words"], "--tokenizer"),
         (["--warmup-iters", "500", "--max-iters", "100"], "--warmup-iters"),
-        (["--block-size", "200000"], "too few for windows of --block-size 200000"),
+        (["--block-size", "200000"], "needs block_size + 1 = 200001 tokens"),
         (["--no-such-flag"], "unrecognized arguments"),
     ],
 )
@@ -84,7 +85,8 @@ def test_resume_without_checkpoint_is_a_one_line_error(tmp_path, capsys):
 def test_resume_with_a_context_that_does_not_fit_is_a_one_line_error(tmp_path, capsys):
     main([*SMALL, "--max-iters", "1", "--out-dir", str(tmp_path)])
     capsys.readouterr()
-    line = one_line_error(capsys, main(["--resume", "--out-dir", str(tmp_path), "--block-size", "64", "--max-iters", "2"]))
+    line = one_line_error(capsys, main(["--resume", "--out-dir", str(tmp_path), "--block-size", "64", "--max-iters",
+                                        "2"]))
     assert "block_size=16" in line
 
 
@@ -126,7 +128,8 @@ def test_train_help_explains_every_option_and_its_default(capsys):
         assert action.help and "(default: " in action.help, action.option_strings
     assert main(["--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines to the terminal's width
-    assert "transformer blocks (default: 4 with shakespeare-char, 4 with shakespeare-char-bf16, 6 with shakespeare-gpt2)" in out
+    assert ("transformer blocks (default: 4 with shakespeare-char, 4 with shakespeare-char-bf16, 6 with "
+            "shakespeare-gpt2)") in out
     assert "AdamW's beta1 (default: 0.9)" in out and "a tqdm progress bar" not in out
     assert "Exit status: 0 trained; 2 bad input" in out
 

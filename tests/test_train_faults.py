@@ -77,7 +77,8 @@ def test_an_out_dir_that_cannot_be_written_is_refused_before_the_first_step(tmp_
     line, out = one_line_error(capsys, main([*SMALL, "--max-iters", "2", "--out-dir", str(out_dir)]))
     assert line.startswith("minigpt2 train: error:") and "--out-dir" in line and str(out_dir) in line
     expected = {"a file": "is a file, not a folder", "under a file": "part of that path is a file",
-                "read-only": "cannot write in the checkpoint folder", "read-only, new subfolder": "cannot create"}[where]
+                "read-only": "cannot write in the checkpoint folder",
+                    "read-only, new subfolder": "cannot create"}[where]
     assert expected in line
     assert "val loss" not in out  # nothing was trained, not even the first evaluation
     assert (tmp_path / "taken").read_text() == "not a folder"
@@ -106,7 +107,8 @@ HOLD_LOCK = textwrap.dedent(
 
 def test_a_second_run_on_a_busy_folder_refuses_at_once_naming_the_holder(tmp_path, capsys):
     out_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out_dir)], stdout=subprocess.PIPE, text=True, env=ENV)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out_dir)], stdout=subprocess.PIPE, text=True,
+                              env=ENV)
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.perf_counter()
@@ -115,7 +117,8 @@ def test_a_second_run_on_a_busy_folder_refuses_at_once_naming_the_holder(tmp_pat
         assert f"another run is using {out_dir}" in line and f"process {holder.pid}" in line and "--out-dir" in line
         assert "val loss" not in out
         with pytest.raises(OutDirError, match=f"process {holder.pid}"):
-            save_checkpoint(out_dir / "ckpt.safetensors", torch.nn.Linear(2, 2), step=1)  # a bare save waits its turn too
+            # a bare save waits its turn too
+            save_checkpoint(out_dir / "ckpt.safetensors", torch.nn.Linear(2, 2), step=1)
     finally:
         holder.kill()  # SIGKILL: its lock file stays behind, naming a dead process
         holder.wait()
@@ -148,8 +151,10 @@ def test_kills_at_random_moments_of_saves_leave_a_good_checkpoint_and_no_leftove
     rng = random.Random(16)
     saved, caught_mid_save = 0, 0
     for attempt in range(6):
-        writer = subprocess.Popen([sys.executable, "-c", SAVING_FOREVER, str(path)], stdout=subprocess.PIPE, text=True, env=ENV)
-        assert writer.stdout.readline().strip().isdigit()  # one save done: now kill it at a random moment of the next ones
+        writer = subprocess.Popen([sys.executable, "-c", SAVING_FOREVER, str(path)], stdout=subprocess.PIPE, text=True,
+                                  env=ENV)
+        # one save done: now kill it at a random moment of the next ones
+        assert writer.stdout.readline().strip().isdigit()
         time.sleep(rng.uniform(0.0, 0.5))
         writer.send_signal(signal.SIGKILL)
         writer.wait()
@@ -169,7 +174,8 @@ def test_kills_at_random_moments_of_saves_leave_a_good_checkpoint_and_no_leftove
 def test_the_next_run_removes_leftovers_of_older_versions_too(tmp_path):
     from safetensors.torch import save_file
 
-    (tmp_path / ".ckpt-abc123.partial").write_bytes(b"\0" * 100)  # the package's temporary, as earlier versions named it
+    # the package's temporary, as earlier versions named it
+    (tmp_path / ".ckpt-abc123.partial").write_bytes(b"\0" * 100)
     save_file({"w": torch.zeros(3)}, str(tmp_path / "ckpt.safetensors"))
     os.replace(tmp_path / "ckpt.safetensors", tmp_path / ".tmpAb12Cd")  # safetensors' own, beside the checkpoint
     (tmp_path / ".tmpXyZ123").write_text("someone else's file")  # not a safetensors file: left alone

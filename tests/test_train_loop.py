@@ -3,9 +3,11 @@
 import pytest
 import torch
 
+from minigpt2.data import get_batch, window
 from minigpt2.train import TrainConfig, train
-from minigpt2.train.dataset import Batches, load_tokens
-from minigpt2.train.loop import History, model_config, resolve_dtype
+from minigpt2.train.config import MODEL_FIELDS
+from minigpt2.train.dataset import Batches, eval_batches, load_tokens
+from minigpt2.train.loop import History, resolve_dtype
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +111,34 @@ def test_processes_split_the_global_batch(data):
     assert torch.equal(torch.cat([h(9, 0)[0] for h in halves]), x)
 
 
+def test_one_window_needs_block_size_plus_one_tokens_everywhere():
+    """The training batches follow minigpt2.data's rule: block_size + 1 tokens hold exactly one window."""
+    stream = torch.arange(17)  # block_size 16 + 1
+    only = (stream[:-1], stream[1:])
+    for x, y in (Batches(stream, 3, 16, seed=0)(0, 0), eval_batches(stream, 1, 3, 16, 0, torch.device("cpu"))[0],
+                 get_batch(stream, 3, 16)):
+        assert torch.equal(x, only[0].expand(3, 16)) and torch.equal(y, only[1].expand(3, 16))
+    assert all(torch.equal(a, b) for a, b in zip(window(stream, 0, 16), only))
+    short = stream[:-1]  # 16 tokens: no window
+    for make in (lambda: Batches(short, 3, 16), lambda: eval_batches(short, 1, 3, 16, 0, torch.device("cpu")),
+                 lambda: get_batch(short, 3, 16), lambda: window(short, 0, 16)):
+        with pytest.raises(ValueError, match=r"needs block_size \+ 1 = 17 tokens .* has 16"):
+            make()
+
+
 def test_vocab_is_padded_to_the_multiple(tmp_path):
-    assert model_config(tiny(tmp_path, vocab_multiple=64), 65).vocab_size == 128
-    assert model_config(tiny(tmp_path), 65).vocab_size == 65
+    assert tiny(tmp_path, vocab_multiple=64).model_config(65).vocab_size == 128
+    assert tiny(tmp_path).model_config(65).vocab_size == 65
+
+
+def test_the_model_settings_are_gptconfigs_fields_and_checks(tmp_path):
+    config = tiny(tmp_path)
+    assert {name: getattr(config.model_config(65), name) for name in MODEL_FIELDS} == {
+        name: getattr(config, name) for name in MODEL_FIELDS}
+    for bad, words in ((dict(n_embd=30, n_head=4), "divisible by n_head"), (dict(dropout=1.0), "dropout"),
+                       (dict(n_layer=0), "n_layer should be positive"), (dict(n_head=2.0), "n_head should be an int")):
+        with pytest.raises(ValueError, match=words):
+            tiny(tmp_path, **bad).validate()
 
 
 def test_dtype_is_float32_on_cpu_unless_asked(tmp_path):
@@ -141,4 +168,5 @@ def test_the_measured_peak_only_goes_up(monkeypatch):
     monkeypatch.setitem(mfu._measured, key, 1e18)  # an earlier, better measurement
     monkeypatch.setitem(mfu._measured_at, key, float("-inf"))  # and an old one: refresh_peak measures again
     assert mfu.refresh_peak("cpu", torch.float32) == 1e18  # a new, lower figure does not replace it
-    assert mfu.measure_matmul_flops("cpu", torch.float32, size=64, repeats=1) < 1e18  # an explicit size is just measured
+    # an explicit size is just measured
+    assert mfu.measure_matmul_flops("cpu", torch.float32, size=64, repeats=1) < 1e18

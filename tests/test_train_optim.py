@@ -88,13 +88,11 @@ def test_no_warmup_starts_at_max_lr():
     assert lr_at(5, 1.0, 0.0, 0, 10) == pytest.approx(0.5)
 
 
-def test_warmup_cosine_applies_and_round_trips():
+def test_warmup_cosine_applies_to_every_group():
     schedule = WarmupCosine(1e-3, 1e-4, 5, 20)
     opt = make_optimizer(tiny_gpt(), lr=1e-3)
     assert schedule.apply(opt, 2) == pytest.approx(6e-4)
     assert all(g["lr"] == pytest.approx(6e-4) for g in opt.param_groups)
-    again = WarmupCosine.from_state_dict(schedule.state_dict())
-    assert [again(s) for s in range(25)] == [schedule(s) for s in range(25)]
 
 
 @pytest.mark.parametrize(
@@ -120,5 +118,5 @@ def test_clip_zero_means_off():
     model = torch.nn.Linear(3, 2)
     for p in model.parameters():
         p.grad = torch.full_like(p, 2.0)
-    assert clip_grad_norm(model, 0.0).item() == pytest.approx(2.0 * math.sqrt(8))
+    assert clip_grad_norm(model, 0.0) is None
     assert all(torch.all(p.grad == 2.0) for p in model.parameters())

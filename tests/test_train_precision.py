@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from minigpt2.model import GPT, GPTConfig
-from minigpt2.train import TrainConfig, main, train
-from minigpt2.train import precision
+from minigpt2.train import TrainConfig, main, precision, train
 from minigpt2.train.dataset import load_tokens
 from minigpt2.train.precision import choose_precision, time_passes
 

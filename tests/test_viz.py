@@ -221,7 +221,8 @@ def test_repeat_scores_are_nan_without_repeats_and_bad_ids_are_named():
 
 def test_top_heads_ranks_best_first_and_skips_nan():
     score = torch.tensor([[0.1, 0.9, float("nan")], [0.5, 0.2, 0.95]])
-    assert top_heads(score, k=3) == [(1, 2, pytest.approx(0.95)), (0, 1, pytest.approx(0.9)), (1, 0, pytest.approx(0.5))]
+    assert top_heads(score, k=3) == [(1, 2, pytest.approx(0.95)), (0, 1, pytest.approx(0.9)),
+                                     (1, 0, pytest.approx(0.5))]
     with pytest.raises(ValueError, match=r"\(n_layer, n_head\)"):
         top_heads(torch.zeros(3))
 
@@ -435,7 +436,8 @@ def outlines(e, head=0):
 
 def test_explorer_starts_on_the_grid_with_the_last_token_selected():
     e = explorer("hello world")
-    assert [c.description for c in (e.layer, e.head, e.view, e.token, e.text)] == ["layer", "head", "view", "token", "text"]
+    assert [c.description for c in (e.layer, e.head, e.view, e.token, e.text)] == ["layer", "head", "view", "token",
+                                                                                   "text"]
     assert e.view.value == "all heads" and not e.head.disabled  # the head picks the bar charts
     assert e.current_weights.shape == (3, 11, 11)
     assert [label for label, _ in e.token.options][:2] == ["0: h", "1: e"] and e.token.options[5] == ("5: ·", 5)

@@ -24,7 +24,7 @@ import torch
 from minigpt2 import hf
 from minigpt2.datafiles import offline
 from minigpt2.finetune.loop import fit
-from minigpt2.model import GPT, GPTConfig, HUB_NAMES
+from minigpt2.model import GPT, GPTConfig
 from minigpt2.train.dataset import Batches, eval_batches
 from minigpt2.train.loop import evaluate
 from minigpt2.utils import set_seed
@@ -61,8 +61,8 @@ def choose_base(name_or_dir: str | os.PathLike = "gpt2") -> BaseChoice:
     if path.is_dir():
         return BaseChoice("directory", path, f"the model in {path}")
     name = str(name_or_dir)
-    if name not in HUB_NAMES:
-        raise hf.CheckpointError(f"{name!r} is neither a directory nor a GPT-2 hub name ({', '.join(HUB_NAMES)})")
+    if name not in hf.HUB_NAMES:
+        raise hf.CheckpointError(f"{name!r} is neither a directory nor a GPT-2 hub name ({', '.join(hf.HUB_NAMES)})")
     cached = cached_hub_dir(name)
     if cached is not None:
         return BaseChoice("cache", cached, f"OpenAI's {name} weights, from the Hugging Face cache")

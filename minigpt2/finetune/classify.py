@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from minigpt2 import hf
 from minigpt2.model import GPT
+from minigpt2.tokenizer.gpt2 import END_OF_TEXT_ID
 
 TRAINABLE_CHOICES = ("head", "last", "all")
 
@@ -101,7 +102,8 @@ class GPTClassifier(nn.Module):
         for label in labels:
             if isinstance(label, str):
                 if label not in self.labels:
-                    raise ValueError(f"label {label!r} is not one this classifier was built for: {', '.join(self.labels)}")
+                    raise ValueError(f"label {label!r} is not one this classifier was built for: "
+                                     f"{', '.join(self.labels)}")
                 ids.append(self.labels.index(label))
             elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(self.labels):
                 ids.append(label)
@@ -118,7 +120,7 @@ class GPTClassifier(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = hf.config_to_hf(self.config)
-        config.update(architectures=["GPT2ForSequenceClassification"], pad_token_id=hf.GPT2_EOT,
+        config.update(architectures=["GPT2ForSequenceClassification"], pad_token_id=END_OF_TEXT_ID,
                       id2label={str(i): name for i, name in enumerate(self.labels)},
                       label2id={name: i for i, name in enumerate(self.labels)})
         (directory / hf.CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
@@ -173,7 +175,7 @@ def evaluate_classifier(clf: GPTClassifier, batches: Sequence[ClassBatch]) -> Cl
 
 
 def batches_of(clf: GPTClassifier, tokenizer, examples: Sequence[tuple[str, str]], batch_size: int,
-               max_length: int, pad_id: int = hf.GPT2_EOT) -> list[ClassBatch]:
+               max_length: int, pad_id: int = END_OF_TEXT_ID) -> list[ClassBatch]:
     """(text, label) examples, tokenized and collated ``batch_size`` at a time (in order)."""
     if max_length > clf.config.block_size:
         raise ValueError(f"max_length {max_length} is longer than the model's context ({clf.config.block_size})")

@@ -48,7 +48,8 @@ def finetune_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default 5e-5 for full fine-tuning, 1e-3 with LoRA)")
     p.add_argument("--max-length", type=int, default=None,
-                   help="tokens per example; longer ones are cut and counted (default: 256, at most the model's context)")
+                   help="tokens per example; longer ones are cut and counted (default: 256, at most the "
+                        "model's context)")
     p.add_argument("--seed", type=int, default=123, help="seed of the data split and of training (default 123)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     return p
@@ -179,11 +180,13 @@ def chat_parser() -> argparse.ArgumentParser:
         description="Talk to an instruction-tuned model (written by `minigpt2 finetune instruct`) in the terminal: "
         "type an instruction, read the answer as it is generated. An empty line or end of input (Ctrl-D) ends.",
     )
-    p.add_argument("model", type=Path, metavar="DIR", help="a Hugging Face GPT-2 directory (config.json + model.safetensors)")
+    p.add_argument("model", type=Path, metavar="DIR", help="a Hugging Face GPT-2 directory (config.json + "
+                                                           "model.safetensors)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="the longest answer, in tokens (default 200)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (the default); higher is more varied")
     p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens only")
-    p.add_argument("--top-p", type=float, default=None, help="sample from the smallest set of tokens with probability p")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="sample from the smallest set of tokens with probability p")
     p.add_argument("--seed", type=int, default=None, help="make sampled answers repeatable")
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
     return p

@@ -38,7 +38,8 @@ def split(items: list, fractions: tuple[float, float], seed: int) -> Splits:
     are the train and validation shares, the test set takes the rest."""
     train_share, val_share = fractions
     if not (0 < train_share < 1 and 0 <= val_share < 1 and train_share + val_share < 1):
-        raise ValueError(f"the train and validation fractions should be in (0, 1) and leave some for the test set, got {fractions}")
+        raise ValueError("the train and validation fractions should be in (0, 1) and leave some for the test set, "
+                         f"got {fractions}")
     items = list(items)
     random.Random(seed).shuffle(items)
     n_train, n_val = int(len(items) * train_share), int(len(items) * val_share)
@@ -125,5 +126,6 @@ def instruction_splits(path: str | os.PathLike | None = None, seed: int = 123, f
     return split(read_instructions(path), fractions, seed)
 
 
-__all__ = ["SMS_LABELS", "Splits", "split", "read_sms_spam", "deduplicate", "balance", "sms_spam_splits", "check_record",
+__all__ = ["SMS_LABELS", "Splits", "split", "read_sms_spam", "deduplicate", "balance", "sms_spam_splits",
+           "check_record",
            "read_instructions", "instruction_splits"]

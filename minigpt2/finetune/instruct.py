@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from minigpt2.hf import GPT2_EOT
+from minigpt2.tokenizer.gpt2 import END_OF_TEXT_ID
 
 IGNORE = -1  # the target GPT.forward's cross-entropy ignores
 PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -44,8 +44,9 @@ class InstructBatch:
     truncated: int  # examples cut to max_length tokens
 
 
-def collate_instructions(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = GPT2_EOT,
-                         max_length: int = 1024, mask_prompt: bool = True, end_id: int = GPT2_EOT) -> InstructBatch:
+def collate_instructions(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = END_OF_TEXT_ID,
+                         max_length: int = 1024, mask_prompt: bool = True,
+                         end_id: int = END_OF_TEXT_ID) -> InstructBatch:
     """Stack (prompt ids, response ids) pairs into inputs and targets (B, T).
 
     Each sequence is prompt + response + ``end_id``; inputs are all but its last token, targets
@@ -110,7 +111,7 @@ def _supports_attention_mask(model) -> bool:
 
 @torch.no_grad()
 def generate_responses(model, tokenizer, records: Sequence[dict], max_new_tokens: int = 64, batch_size: int = 8,
-                       end_id: int = GPT2_EOT, min_new_tokens: int = 0) -> list[str]:
+                       end_id: int = END_OF_TEXT_ID, min_new_tokens: int = 0) -> list[str]:
     """Greedy answers to ``records``' prompts, cut at ``<|endoftext|>``.
 
     Prompts of a batch are padded on the left, with an attention mask, so that every row's
@@ -125,7 +126,8 @@ def generate_responses(model, tokenizer, records: Sequence[dict], max_new_tokens
     prompts = [tokenizer.encode_ordinary(format_prompt(r)) for r in records]
     limit = model.config.block_size - max_new_tokens
     if limit < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the context of {model.config.block_size}")
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the context of "
+                         f"{model.config.block_size}")
     prompts = [p[-limit:] for p in prompts]  # keep the end: the response starts there
     step = batch_size if _supports_attention_mask(model) else 1
     answers: list[str] = []
@@ -144,7 +146,8 @@ def generate_responses(model, tokenizer, records: Sequence[dict], max_new_tokens
         if min_new_tokens:
             logits, _ = model(idx, last_only=True, **kwargs)  # (B, 1, V)
             first = logits[:, -1].index_fill(-1, torch.tensor([end_id], device=device), float("-inf")).argmax(-1)
-            idx, mask, steps = torch.cat([idx, first[:, None]], 1), torch.cat([mask, torch.ones_like(mask[:, :1])], 1), steps - 1
+            idx, mask = torch.cat([idx, first[:, None]], 1), torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            steps -= 1
             kwargs = {"attention_mask": mask} if step > 1 else {}
         out = model.generate(idx, steps, temperature=0.0, **kwargs)[:, T:]  # (B, max_new_tokens)
         for row in out.tolist():
@@ -158,9 +161,11 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     from rouge_score import rouge_scorer
 
     if len(predictions) != len(references) or not predictions:
-        raise ValueError(f"need as many predictions as references (got {len(predictions)} and {len(references)}), at least one")
+        raise ValueError(f"need as many predictions as references (got {len(predictions)} and "
+                         f"{len(references)}), at least one")
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return sum(scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)) / len(predictions)
+    scores = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    return sum(scores) / len(predictions)
 
 
 __all__ = ["IGNORE", "PREAMBLE", "format_prompt", "InstructBatch", "collate_instructions", "encode_record",

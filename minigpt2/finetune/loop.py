@@ -36,7 +36,8 @@ def fit(
     if steps < 1:
         raise ValueError(f"steps should be at least 1, got {steps}")
     if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError("no parameter of the model trains (requires_grad is False everywhere): choose what trains first")
+        raise ValueError("no parameter of the model trains (requires_grad is False everywhere): choose "
+                         "what trains first")
     device_type = next(model.parameters()).device.type
     optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay, device_type=device_type)
     schedule = WarmupCosine(lr, lr / 10, warmup, steps)

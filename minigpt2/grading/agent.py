@@ -34,7 +34,10 @@ def learner_object(name: str) -> Any:
 
 def rebuild_with_grad(is_parameter: bool, data: torch.Tensor, requires_grad: bool, grad: torch.Tensor) -> torch.Tensor:
     """A tensor pickled with its ``.grad`` (which pickle alone drops)."""
-    tensor = torch.nn.Parameter(data, requires_grad=requires_grad) if is_parameter else data.requires_grad_(requires_grad)
+    if is_parameter:
+        tensor = torch.nn.Parameter(data, requires_grad=requires_grad)
+    else:
+        tensor = data.requires_grad_(requires_grad)
     tensor.grad = grad
     return tensor
 

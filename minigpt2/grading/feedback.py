@@ -17,6 +17,11 @@ from minigpt2.grading.core import CheckFailed
 from minigpt2.i18n.messages import _
 
 
+def seeded_randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    """A check's input: ``scale`` times standard normal float64 numbers of ``shape``, the same for a seed."""
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
 @dataclass
 class Mistake:
     output: Any  # what the mistaken implementation returns on the same input

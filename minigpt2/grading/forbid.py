@@ -24,7 +24,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-import torch
 from torch.overrides import TorchFunctionMode
 
 # Names whose use in a notebook can only mean reaching into the grader's machinery.

@@ -17,6 +17,10 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: importing nbformat in every grading kernel costs seconds
+    import nbformat
 
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"

@@ -219,7 +219,8 @@ class KernelSession:
         limit = min(float(time_limit_s), float(self.cell_timeout))
         buffer = io.BytesIO()
         pickle.dump(tuple(forbid), buffer)
-        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({"target": fn, "args": tuple(args), "kwargs": dict(kwargs)})
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({"target": fn, "args": tuple(args),
+                                                                 "kwargs": dict(kwargs)})
         answer = self._request(buffer.getvalue(), ".pkl", limit)
         answer["time_limit_s"] = limit
         if "value" in answer:

@@ -38,7 +38,8 @@ def _vocab(merges) -> dict[int, bytes]:
 
 PACKAGE_BPE = ("minigpt2.tokenizer.simple.pair_counts", "minigpt2.tokenizer.simple.merge_pair",
                "minigpt2.tokenizer.simple.train_simple", "minigpt2.tokenizer.BPETokenizer",
-               "minigpt2.tokenizer.recover_merges", "minigpt2.tokenizer.gpt2.bpe_with_ranks")  # the package's finished tokenizer: each exercise builds a piece of it
+               # the package's finished tokenizer: each exercise builds a piece of it
+               "minigpt2.tokenizer.recover_merges", "minigpt2.tokenizer.gpt2.bpe_with_ranks")
 
 
 @exercise("01.1", "Pair counts", points=1, name="pair_counts", forbid=PACKAGE_BPE)
@@ -119,15 +120,12 @@ def _merge_overlapping(ids, pair, new_id):
     return out
 
 
-def _merge_dropping_last(ids, pair, new_id):
+def _merge_dropping_last(ids, pair, new_id):  # the scan stops at the last pair: an unmerged last id is lost
     out, i = [], 0
     while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
+        merged = (ids[i], ids[i + 1]) == pair
+        out.append(new_id if merged else ids[i])
+        i += 2 if merged else 1
     return out
 
 

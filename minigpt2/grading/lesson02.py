@@ -88,7 +88,8 @@ def _stream(seed: int, n: int) -> torch.Tensor:
     return torch.randperm(1000, generator=_generator(seed))[:n]  # distinct ids: every slice is recognisable
 
 
-@exercise("02.3", "Shifted windows", points=1, name="make_window", forbid=("minigpt2.data.window", "minigpt2.data.get_batch"))
+@exercise("02.3", "Shifted windows", points=1, name="make_window", forbid=("minigpt2.data.window",
+                                                                           "minigpt2.data.get_batch"))
 def check_make_window(make_window):
     for seed, (n, start, T) in enumerate([(50, 3, 8), (20, 11, 8), (9, 1, 4), (30, 0, 5)]):
         tokens = _stream(seed, n)

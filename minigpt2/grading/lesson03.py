@@ -8,7 +8,7 @@ import torch
 
 from minigpt2.attention import causal_mask, scaled_dot_product_attention
 from minigpt2.grading.core import CheckFailed, call, exercise
-from minigpt2.grading.feedback import Mistake, expect_tensor
+from minigpt2.grading.feedback import Mistake, expect_tensor, seeded_randn
 from minigpt2.i18n.messages import _
 
 NEG_INF = float("-inf")
@@ -19,10 +19,6 @@ PACKAGE_ATTENTION = ("minigpt2.attention.causal_mask", "minigpt2.attention.atten
                      "torch.nn.functional.multi_head_attention_forward")
 
 
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
 # --------------------------------------------------------------------------- 03.1
 
 
@@ -31,7 +27,7 @@ def check_attention_scores(attention_scores):
     # (q shape, k shape): one sequence, a batch, batch and heads with fewer queries than keys
     cases = [((5, 8), (5, 8)), ((2, 7, 16), (2, 7, 16)), ((2, 3, 4, 6), (2, 3, 9, 6))]
     for seed, (q_shape, k_shape) in enumerate(cases):
-        q, k = _randn(*q_shape, seed=seed), _randn(*k_shape, seed=seed + 10)
+        q, k = seeded_randn(*q_shape, seed=seed), seeded_randn(*k_shape, seed=seed + 10)
         d, T = q.size(-1), q.size(-2)
         raw = q @ k.transpose(-2, -1)  # (..., T_q, T_k)
         got = call(attention_scores, q.clone(), k.clone())
@@ -64,7 +60,8 @@ def check_make_causal_mask(make_causal_mask):
         if not isinstance(got, torch.Tensor):
             raise CheckFailed(_("make_causal_mask({T}) should return a torch.Tensor, but it returns a {got_type}.").format(
                 T=T, got_type=type(got).__name__))
-        as_bool = got.bool() if got.dtype != torch.bool and torch.isin(got, torch.tensor([0, 1], dtype=got.dtype)).all() else got
+        zeros_and_ones = got.dtype != torch.bool and torch.isin(got, torch.tensor([0, 1], dtype=got.dtype)).all()
+        as_bool = got.bool() if zeros_and_ones else got
         expect_tensor(
             as_bool,
             expected,
@@ -96,7 +93,7 @@ def _softmax_masked(scores, mask):
 def check_masked_softmax(masked_softmax):
     for seed, lead in enumerate([(), (3,), (2, 4)]):
         T = 5 + seed
-        scores = _randn(*lead, T, T, seed=seed) * 2
+        scores = seeded_randn(*lead, T, T, seed=seed) * 2
         mask = causal_mask(T)
         what = _("masked_softmax(scores of shape {scores_shape}, causal_mask({T}))").format(
             scores_shape=tuple(scores.shape), T=T)
@@ -135,7 +132,7 @@ def check_masked_softmax(masked_softmax):
 @exercise("03.4", "One causal attention head", points=2, name="causal_attention", forbid=PACKAGE_ATTENTION)
 def check_causal_attention(causal_attention):
     for seed, (lead, T, d) in enumerate([((), 6, 8), ((2,), 7, 16), ((2, 3), 5, 4)]):
-        q, k, v = (_randn(*lead, T, d, seed=3 * seed + i) for i in range(3))
+        q, k, v = (seeded_randn(*lead, T, d, seed=3 * seed + i) for i in range(3))
         what = _("causal_attention on q, k, v of shape {q_shape}").format(q_shape=tuple(q.shape))
         got = call(causal_attention, q.clone(), k.clone(), v.clone())
         if not (isinstance(got, tuple) and len(got) == 2):

@@ -11,15 +11,11 @@ import torch.nn.functional as F
 
 from minigpt2.attention import CausalSelfAttention, merge_heads, split_heads
 from minigpt2.grading.core import CheckFailed, call, exercise
-from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
+from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor, seeded_randn
 from minigpt2.i18n.messages import _
 
 # (B, T, n_head, head_size): all four different, so that a mix-up shows in the shape or the values
 SHAPES = [(2, 5, 3, 4), (1, 7, 2, 3), (3, 4, 6, 2)]
-
-
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def _split_wrong_order(x, n_head):  # head h gets channels h, h + n_head, …
@@ -48,7 +44,7 @@ def _merge_without_transpose(y):
 @exercise("04.1", "Split into heads", points=2, name="split_heads", forbid=("minigpt2.attention.split_heads",))
 def check_split_heads(split_heads_fn):
     for seed, (B, T, H, hs) in enumerate(SHAPES):
-        x = _randn(B, T, H * hs, seed=seed)
+        x = seeded_randn(B, T, H * hs, seed=seed)
         got = call(split_heads_fn, x.clone(), H)
         expect_tensor(
             got,
@@ -73,7 +69,7 @@ def check_split_heads(split_heads_fn):
 @exercise("04.2", "Merge the heads", points=2, name="merge_heads", forbid=("minigpt2.attention.merge_heads",))
 def check_merge_heads(merge_heads_fn):
     for seed, (B, T, H, hs) in enumerate(SHAPES):
-        y = _randn(B, H, T, hs, seed=seed)
+        y = seeded_randn(B, H, T, hs, seed=seed)
         got = call(merge_heads_fn, y.clone())
         expect_tensor(
             got,
@@ -150,7 +146,7 @@ def check_multi_head_attention(multi_head_attention):
         torch.manual_seed(seed)
         attn = CausalSelfAttention(SimpleNamespace(n_embd=H * hs, n_head=H, dropout=0.0, bias=True)).double().eval()
         p = AttentionParameters(attn)
-        x = _randn(B, T, H * hs, seed=seed + 100)
+        x = seeded_randn(B, T, H * hs, seed=seed + 100)
         with torch.no_grad():
             expected = attn(x)
             mistakes = [

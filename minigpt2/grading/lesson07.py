@@ -175,7 +175,8 @@ def check_convert_hf_state_dict(convert_hf_state_dict):
             raise CheckFailed(_("your state dict has names GPT does not know: {extra}.").format(extra=extra[:4]))
         for name, want in expected.items():
             tensor = got[name]
-            if isinstance(tensor, torch.Tensor) and tensor.dim() == 2 and tensor.shape == want.t().shape and torch.equal(tensor.t(), want):
+            transposed = isinstance(tensor, torch.Tensor) and tensor.dim() == 2 and tensor.shape == want.t().shape
+            if transposed and torch.equal(tensor.t(), want):
                 if is_conv1d_weight(name):
                     square = _(" It is square, so no shape error warns you.") if want.shape[0] == want.shape[1] else ""
                     raise CheckFailed(_("{name} is not transposed: it is one of the four Conv1D weights, stored as "

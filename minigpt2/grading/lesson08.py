@@ -130,7 +130,8 @@ def _grouped(decay_groups, which: int, weight_decay: float) -> dict:
             continue
         params = list(group["params"])
         every += params
-        described.append({"params": [names.get(id(p), "?") for p in params], "weight_decay": float(group["weight_decay"])})
+        described.append({"params": [names.get(id(p), "?") for p in params],
+                          "weight_decay": float(group["weight_decay"])})
     duplicates = len(every) != len({id(p) for p in every})
     adamw_error = None
     if not duplicates:  # (the check names duplicates itself)
@@ -286,7 +287,8 @@ def check_train_step(train_step):
         try:
             expect_tensor(weights, expected, what=what, atol=1e-6, rtol=1e-5)
         except CheckFailed:  # wrong: only now run the mistaken versions to say which mistake it is
-            expect_tensor(weights, expected, what=what, atol=1e-6, rtol=1e-5, mistakes=_step_mistakes(grad_clip, n_micro))
+            expect_tensor(weights, expected, what=what, atol=1e-6, rtol=1e-5,
+                          mistakes=_step_mistakes(grad_clip, n_micro))
         if not all(isinstance(v, (float, int)) or (isinstance(v, torch.Tensor) and v.numel() == 1) for v in losses):
             raise CheckFailed(_("train_step should return the loss as a number, but it returned {losses_type}.").format(
                 losses_type=type(losses[0]).__name__))

@@ -14,10 +14,10 @@ import torch
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
 from minigpt2.i18n.messages import _
-from minigpt2.viz import attention_entropy, head_scores
+from minigpt2.viz import head_scores
 
-
-PACKAGE_HEADS = ("minigpt2.viz.heads.attention_entropy", "minigpt2.viz.heads.head_scores")  # the explorer's own head scores
+# the explorer's own head scores
+PACKAGE_HEADS = ("minigpt2.viz.heads.attention_entropy", "minigpt2.viz.heads.head_scores")
 
 
 def random_causal(n_head: int, T: int, seed: int, sharpness: float = 1.5) -> torch.Tensor:

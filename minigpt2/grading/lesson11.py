@@ -14,7 +14,7 @@ import torch
 from minigpt2.finetune.classify import pool_last
 from minigpt2.finetune.instruct import IGNORE, collate_instructions
 from minigpt2.grading.core import CheckFailed, call, exercise
-from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor, name_mistake
+from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor, name_mistake, seeded_randn
 from minigpt2.i18n.messages import _
 
 
@@ -26,10 +26,6 @@ COLLATE = ("minigpt2.finetune.instruct.collate_instructions", "minigpt2.finetune
 ACCURACY = ("minigpt2.finetune.classify.evaluate_classifier", "sklearn.*", "torchmetrics.*")
 
 
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
 # --------------------------------------------------------------------------- 11.1
 
 
@@ -37,7 +33,7 @@ def _randn(*shape, seed: int) -> torch.Tensor:
 def check_last_token_logits(last_token_logits):
     cases = [((3, 6, 2), [6, 2, 4]), ((1, 5, 3), [5]), ((4, 9, 2), [1, 9, 3, 7])]
     for seed, (shape, lengths) in enumerate(cases):
-        logits, lengths_t = _randn(*shape, seed=seed), torch.tensor(lengths)
+        logits, lengths_t = seeded_randn(*shape, seed=seed), torch.tensor(lengths)
         got = call(last_token_logits, logits.clone(), lengths_t.clone())
         rows = torch.arange(shape[0])
         expect_tensor(got, pool_last(logits, lengths_t), what=_("last_token_logits(logits of shape {shape}, "
@@ -118,7 +114,7 @@ def check_collate_masked(collate_masked):
     try:
         call(collate_masked, with_empty, pad_id, end_id)
     except CheckFailed as err:
-        if "ValueError" in str(err):
+        if err.raised == "ValueError":
             return
         raise
     raise CheckFailed(_("collate_masked accepted an example with an empty response: raise a ValueError saying there "
@@ -174,8 +170,9 @@ def _lora(x, W, b, A, B, alpha, scaling=None):
 def check_lora_forward(lora_forward):
     for seed, (batch, in_f, out_f, r, alpha) in enumerate([((2, 5), 6, 4, 2, 8.0), ((3,), 9, 7, 3, 3.0),
                                                            ((2, 3, 4), 4, 4, 1, 16.0)]):
-        x, W, b = _randn(*batch, in_f, seed=seed), _randn(out_f, in_f, seed=seed + 10), _randn(out_f, seed=seed + 20)
-        A, B = _randn(r, in_f, seed=seed + 30), _randn(out_f, r, seed=seed + 40)
+        x, W, b = seeded_randn(*batch, in_f, seed=seed), seeded_randn(out_f, in_f, seed=seed + 10), seeded_randn(out_f,
+            seed=seed + 20)
+        A, B = seeded_randn(r, in_f, seed=seed + 30), seeded_randn(out_f, r, seed=seed + 40)
         got = call(lora_forward, *(t.clone() for t in (x, W, b, A, B)), alpha)
         expect_tensor(got, _lora(x, W, b, A, B, alpha), what=_("lora_forward(x of shape {x_shape}, r={r}, "
                 "alpha={alpha:g})").format(x_shape=tuple(x.shape), r=r, alpha=alpha), mistakes=[
@@ -196,7 +193,8 @@ def check_lora_forward(lora_forward):
 @exercise("11.5", "Merging LoRA into the weight", points=1, name="merge_lora_weight", forbid=LORA)
 def check_merge_lora_weight(merge_lora_weight):
     for seed, (in_f, out_f, r, alpha) in enumerate([(6, 4, 2, 8.0), (9, 7, 3, 1.5), (5, 5, 1, 4.0)]):
-        W, A, B = _randn(out_f, in_f, seed=seed), _randn(r, in_f, seed=seed + 1), _randn(out_f, r, seed=seed + 2)
+        W, A, B = seeded_randn(out_f, in_f, seed=seed), seeded_randn(r, in_f, seed=seed + 1), seeded_randn(out_f, r,
+            seed=seed + 2)
         before = W.clone()
         got = call(merge_lora_weight, W, A.clone(), B.clone(), alpha)
         expected = before + alpha / r * B @ A
@@ -219,7 +217,7 @@ def check_merge_lora_weight(merge_lora_weight):
 @exercise("11.6", "Accuracy over batches", points=1, name="accuracy_over_batches", forbid=ACCURACY)
 def check_accuracy_over_batches(accuracy_over_batches):
     for seed, sizes in enumerate([[8, 8, 3], [5], [4, 1, 6, 2]]):
-        logit_batches = [_randn(n, 3, seed=seed * 10 + i) for i, n in enumerate(sizes)]
+        logit_batches = [seeded_randn(n, 3, seed=seed * 10 + i) for i, n in enumerate(sizes)]
         g = torch.Generator().manual_seed(seed)
         label_batches = [torch.where(torch.rand(n, generator=g) < 0.6, l.argmax(-1), torch.randint(0, 3, (n,),
                          generator=g)) for l, n in zip(logit_batches, sizes)]
@@ -235,7 +233,8 @@ def check_accuracy_over_batches(accuracy_over_batches):
         if math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12):
             continue
         per_batch = sum(c / n for c, n in zip(correct, sizes)) / len(sizes)
-        wrong_axis = sum((l.argmax(0)[: len(y)] == y[: l.size(1)]).sum().item() for l, y in zip(logit_batches, label_batches))
+        wrong_axis = sum((l.argmax(0)[: len(y)] == y[: l.size(1)]).sum().item() for l,
+                         y in zip(logit_batches, label_batches))
         name_mistake(got, [m for m in [
             Mistake(per_batch, _("you averaged the batches' accuracies: a short last batch then counts as much as a "
                     "full one. Add up the correct predictions and the examples over all batches, then divide.")),

@@ -85,7 +85,8 @@ def _plain(value: Any, depth: int, budget: list[int]) -> Any:
     if isinstance(value, (set, frozenset)):
         return {"k": "set", "v": [_plain(v, depth + 1, budget) for v in value]}
     if isinstance(value, dict):
-        return {"k": "dict", "v": [[_plain(k, depth + 1, budget), _plain(v, depth + 1, budget)] for k, v in dict.items(value)]}
+        return {"k": "dict", "v": [[_plain(k, depth + 1, budget), _plain(v, depth + 1, budget)] for k,
+                                   v in dict.items(value)]}
     try:
         text = object.__repr__(value)
     except Exception:

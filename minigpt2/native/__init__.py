@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from minigpt2.datafiles import cache_dir
+from minigpt2.datafiles import cache_dir, replacing
 
 SOURCES = [Path(__file__).with_name("gelu.c")]
 # -fopenmp: the loops are shared among PyTorch's threads (torch.set_num_threads), through the
@@ -72,19 +72,16 @@ def _cache_dirs() -> list[Path]:
 def _build(compiler: str, target: Path) -> None:
     """Compile SOURCES into the shared library ``target``, written atomically: a concurrent
     build (two test workers) or an interrupted one never leaves a half-written file there."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+    with replacing(target) as built:
         objects = []
         for source in SOURCES:
-            obj = Path(work) / f"{source.stem}.o"
+            obj = built.parent / f"{source.stem}.o"
             subprocess.run([compiler, *COMPILE_FLAGS, "-c", str(source), "-o", str(obj)],
                            check=True, capture_output=True, text=True, timeout=120)
             objects.append(str(obj))
-        built = Path(work) / target.name
         # Linked without -ffast-math, so no crtfastmath: loading the library changes no floating-point mode.
         subprocess.run([compiler, *objects, "-o", str(built), *LINK_FLAGS],
                        check=True, capture_output=True, text=True, timeout=120)
-        os.replace(built, target)
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 The kernel takes float32 and bfloat16 tensors (the latter under bf16 autocast, where the layer
 before hands GELU a bf16 tensor; it computes in float32 and rounds the result to bf16, as
-PyTorch's bf16 GELU does). :func:`native_gelu` returns None when the kernel does not apply (another dtype or not a CPU tensor,
+PyTorch's bf16 GELU does). :func:`native_gelu` returns None when the kernel does not apply (another dtype or not a CPU
+tensor,
 inside ``torch.compile``, which fuses GELU itself, or no native library) and the caller
 falls back to ``F.gelu(x, approximate="tanh")``: the two agree to float32 rounding.
 """
@@ -13,7 +14,6 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from minigpt2.native import library
-
 
 KERNELS = {  # dtype: (forward, backward) in gelu.c
     torch.float32: ("gelu_tanh_forward", "gelu_tanh_backward"),

@@ -7,11 +7,11 @@
 
 Modules: ``pretokenize`` (GPT-2's regex pre-split, with ``unicode16``'s letter and number
 classes, tiktoken's), ``simple`` (BPE as the lesson builds it), ``train`` (the fast trainer),
-``base`` (the tokenizer), ``gpt2`` (GPT-2's merges recovered from its ranks file, and
+``bpe`` (the tokenizer), ``gpt2`` (GPT-2's merges recovered from its ranks file, and
 tiktoken's encoding as the reference). Importing it does not import torch.
 """
 
-from minigpt2.tokenizer.base import BPETokenizer, TokenizerFileError, UnknownTokenError
+from minigpt2.tokenizer.bpe import BPETokenizer, TokenizerFileError, UnknownTokenError
 from minigpt2.tokenizer.gpt2 import END_OF_TEXT, END_OF_TEXT_ID, gpt2_tokenizer, recover_merges, tiktoken_gpt2
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, split_text
 

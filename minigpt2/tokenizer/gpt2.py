@@ -15,9 +15,8 @@ import os
 from functools import lru_cache
 
 from minigpt2.datafiles import locate
-from minigpt2.tokenizer.base import BPETokenizer
+from minigpt2.tokenizer.bpe import BPETokenizer, Pair, merge_short
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN
-from minigpt2.tokenizer.simple import Pair
 
 END_OF_TEXT = "<|endoftext|>"
 END_OF_TEXT_ID = 50256
@@ -35,22 +34,23 @@ def read_ranks(path: str | os.PathLike | None = None) -> dict[bytes, int]:
 
 def bpe_with_ranks(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
     """``token`` split into bytes, then merged as tiktoken does (always the adjacent pair whose
-    concatenation has the lowest rank) but using only ranks below ``max_rank``."""
-    parts = [bytes([b]) for b in token]
-    pair_ranks = [ranks.get(a + b, max_rank) for a, b in zip(parts, parts[1:])]  # pair_ranks[i]: parts i, i+1
-    while pair_ranks:
-        rank = min(pair_ranks)
-        if rank >= max_rank:
-            break
-        i = pair_ranks.index(rank)  # the leftmost of the lowest rank
-        parts[i : i + 2] = [parts[i] + parts[i + 1]]
-        del pair_ranks[i]
-        # only the pairs touching the merged part changed
-        if i > 0:
-            pair_ranks[i - 1] = ranks.get(parts[i - 1] + parts[i], max_rank)
-        if i < len(pair_ranks):
-            pair_ranks[i] = ranks.get(parts[i] + parts[i + 1], max_rank)
-    return parts
+    concatenation has the lowest rank) but using only ranks below ``max_rank``: the tokenizer's
+    own merge loop (:func:`~minigpt2.tokenizer.bpe.merge_short`) on ranks."""
+    token_of = {rank: t for t, rank in ranks.items()}
+    ids = merge_short([ranks[bytes([b])] for b in token], _JoinedRanks(ranks, token_of, max_rank))
+    return [token_of[i] for i in ids]
+
+
+class _JoinedRanks:
+    """The lookup :func:`merge_short` merges by, for tiktoken's ranks: a pair of ranks gives the
+    rank of their bytes joined, when that is below ``max_rank`` (no merge otherwise)."""
+
+    def __init__(self, ranks: dict[bytes, int], token_of: dict[int, bytes], max_rank: int):
+        self.ranks, self.token_of, self.max_rank = ranks, token_of, max_rank
+
+    def get(self, pair: Pair, default: int) -> int:
+        rank = self.ranks.get(self.token_of[pair[0]] + self.token_of[pair[1]], default)
+        return rank if rank < self.max_rank else default
 
 
 def recover_merges(ranks: dict[bytes, int]) -> tuple[list[int], list[Pair]]:
@@ -62,13 +62,17 @@ def recover_merges(ranks: dict[bytes, int]) -> tuple[list[int], list[Pair]]:
     if sorted(len(token) for token, _ in by_rank[:256]) != [1] * 256 or any(len(t) < 2 for t, _ in by_rank[256:]):
         raise ValueError("ranks 0..255 should be the 256 single bytes, and every later rank a longer token.")
     byte_ids = [ranks[bytes([b])] for b in range(256)]
-    merges = []
+    byte_table = bytes(byte_ids)
+    merged: dict[Pair, int] = {}  # the merges recovered so far: pair of ranks -> the rank it makes
     for token, rank in by_rank[256:]:
-        parts = bpe_with_ranks(ranks, token, max_rank=rank)
+        parts = merge_short(list(token.translate(byte_table)), merged)  # BPE with the ranks below this one
         if len(parts) != 2:
-            raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two earlier tokens: BPE gives {parts}.")
-        merges.append((ranks[parts[0]], ranks[parts[1]]))
-    return byte_ids, merges
+            pieces = [by_rank[part][0] for part in parts]  # rank r is by_rank[r]
+            raise ValueError(
+                f"token {token!r} (rank {rank}) is not the merge of two earlier tokens: BPE gives {pieces}."
+            )
+        merged[parts[0], parts[1]] = rank
+    return byte_ids, list(merged)
 
 
 @lru_cache(maxsize=4)
@@ -96,4 +100,5 @@ def tiktoken_gpt2(path: str | os.PathLike | None = None):
     from tiktoken_ext.openai_public import r50k_pat_str
 
     ranks = load_tiktoken_bpe(str(locate("gpt2-merges", path)))
-    return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={END_OF_TEXT: END_OF_TEXT_ID})
+    return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={END_OF_TEXT: END_OF_TEXT_ID})

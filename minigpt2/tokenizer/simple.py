@@ -10,9 +10,8 @@ the tests check it. The grading checks of lesson 01 use these functions as refer
 
 from __future__ import annotations
 
+from minigpt2.tokenizer.bpe import Pair
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, split_text
-
-Pair = tuple[int, int]
 
 
 def pair_counts(ids: list[int], counts: dict[Pair, int] | None = None) -> dict[Pair, int]:
@@ -68,7 +67,7 @@ def encode_simple(ids: list[int], ranks: dict[Pair, int]) -> list[int]:
     earliest-learned one (the smallest new id in ``ranks``, pair -> new id) everywhere.
 
     Recounts the pairs after every merge, quadratic in the length; the tokenizer's fast
-    versions (:func:`minigpt2.tokenizer.base.merge_short`, :func:`~minigpt2.tokenizer.base.merge_long`)
+    versions (:func:`minigpt2.tokenizer.bpe.merge_short`, :func:`~minigpt2.tokenizer.bpe.merge_long`)
     must give these ids."""
     while len(ids) >= 2:
         pair = min(pair_counts(ids), key=lambda p: ranks.get(p, float("inf")))

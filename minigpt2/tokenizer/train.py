@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
+from typing import TYPE_CHECKING
 
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, split_text
-from minigpt2.tokenizer.simple import Pair
+
+if TYPE_CHECKING:  # annotations only: bpe.py imports this module
+    from minigpt2.tokenizer.bpe import Pair
 
 
 def train_merges(text: str, vocab_size: int, pattern: str | None = GPT2_SPLIT_PATTERN) -> list[Pair]:

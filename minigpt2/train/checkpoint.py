@@ -6,7 +6,7 @@ One ``.safetensors`` file holds
   estimates (``optimizer.<param index>.<key>``) and torch's random-number-generator
   states (``rng.cpu``, ``rng.cuda.<device>``);
 * and, in the file's string metadata, JSON for the rest — the step, the training
-  and model configurations, the optimizer's hyper-parameters, the schedule, the
+  and model configurations, the optimizer's hyper-parameters, the
   tokenizer and the loss history.
 
 Why not ``torch.save``? It pickles, and unpickling a file can run any code in it.
@@ -35,7 +35,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -47,6 +46,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from minigpt2.datafiles import replacing
 
 FORMAT = "minigpt2-checkpoint-1"
 TEMP_PREFIX = ".ckpt-"
@@ -69,7 +70,7 @@ class Checkpoint:
 
     step: int
     model_state: dict[str, torch.Tensor]
-    meta: dict[str, Any] = field(default_factory=dict)  # config, model_config, scheduler, tokenizer, history…
+    meta: dict[str, Any] = field(default_factory=dict)  # config, model_config, tokenizer, history…
     optimizer_state: dict | None = None
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -132,7 +133,7 @@ def save_checkpoint(
     """Write ``model`` (and ``optimizer``, RNG states, ``meta``) to ``path``, atomically.
 
     ``meta`` is any JSON-serialisable dict (the loop stores its config, the model's
-    config, the schedule, the tokenizer and the loss history there).
+    config, the tokenizer and the loss history there).
     """
     path = Path(path)
     tensors, aliases = _model_tensors(model)
@@ -148,17 +149,9 @@ def save_checkpoint(
     header["checksum"] = checksum(tensors, header)
 
     with out_dir_lock(path.parent):  # no other run writes here meanwhile (already held when train() saves)
-        workdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX))
-        try:
-            tmp_name = workdir / path.name
-            save_file(tensors, str(tmp_name), metadata=header)  # safetensors' own temporary lands in workdir too
-            os.chmod(tmp_name, 0o666 & ~_umask())  # an ordinary file, not one only its owner may read
-            with open(tmp_name, "rb") as f:
-                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-            os.replace(tmp_name, path)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        _fsync_dir(path.parent)
+        with replacing(path, TEMP_PREFIX, TEMP_SUFFIX, durable=True) as written:
+            save_file(tensors, str(written), metadata=header)  # safetensors' own temporary lands beside it, in ours
+            os.chmod(written, 0o666 & ~_umask())  # an ordinary file, not one only its owner may read
     return path
 
 
@@ -179,20 +172,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_leftovers(directory: Path) -> list[Path]:
@@ -259,9 +238,12 @@ def _make_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise OutDirError(f"cannot create the checkpoint folder {directory}: part of that path is a file; give another --out-dir") from None
+        raise OutDirError(f"cannot create the checkpoint folder {directory}: part of that path is a file; give "
+                          "another --out-dir") from None
     except OSError as err:
-        raise OutDirError(f"cannot create the checkpoint folder {directory} ({err.strerror}); give another --out-dir") from None
+        raise OutDirError(
+            f"cannot create the checkpoint folder {directory} ({err.strerror}); give another --out-dir"
+        ) from None
 
 
 def _acquire(path: Path) -> int:
@@ -331,7 +313,8 @@ else:
         except BlockingIOError:
             raise
         except OSError as err:  # a file system without locks (some network mounts): run, unguarded
-            warnings.warn(f"cannot lock {path} ({err.strerror}): nothing stops a second run from using its folder", stacklevel=4)
+            warnings.warn(f"cannot lock {path} ({err.strerror}): nothing stops a second run from using its folder",
+                          stacklevel=4)
 
     def _release(fd: int, path: Path) -> None:
         path.unlink(missing_ok=True)  # before the lock goes: a waiting run then sees the file gone and retries
@@ -350,12 +333,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
             if header.get("format") != FORMAT:
-                raise CheckpointError(f"{path} is a safetensors file but not a minigpt2 checkpoint (no '{FORMAT}' format tag)")
+                raise CheckpointError(f"{path} is a safetensors file but not a minigpt2 checkpoint (no "
+                                      f"'{FORMAT}' format tag)")
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except CheckpointError:
         raise
     except Exception as err:  # safetensors raises its own error types for truncated or garbled files
-        raise CheckpointError(f"{path} cannot be read as a checkpoint ({err}); it may be truncated or not a checkpoint") from None
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint ({err}); it may be truncated or not a checkpoint"
+        ) from None
     if "checksum" in header and checksum(tensors, header) != header["checksum"]:  # files of older versions have none
         raise CheckpointError(
             f"{path} is damaged: its contents do not match the checksum written with them (bytes changed on the disk "
@@ -410,16 +396,18 @@ def restore(
     The optimizer keeps its own implementation choice (``fused`` / ``foreach``), so a
     checkpoint written on a GPU resumes on a CPU and the other way round.
     """
-    broken = sorted(name for name, t in checkpoint.model_state.items() if t.is_floating_point() and not t.isfinite().all())
+    broken = sorted(name for name, t in checkpoint.model_state.items() if t.is_floating_point()
+                    and not t.isfinite().all())
     if broken:
         raise CheckpointError(
-            f"the checkpoint's weights hold nan or inf ({broken[0]}{' and others' if len(broken) > 1 else ''}): the run "
-            "that wrote it had diverged. Use an earlier copy, or train afresh in another folder"
+            f"the checkpoint's weights hold nan or inf ({broken[0]}{' and others' if len(broken) > 1 else ''}): the "
+            "run that wrote it had diverged. Use an earlier copy, or train afresh in another folder"
         )
     try:
         model.load_state_dict(checkpoint.model_state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint does not fit this model: {str(err).splitlines()[0]} (same n_layer, n_embd, vocab?)") from None
+        raise CheckpointError(f"the checkpoint does not fit this model: {str(err).splitlines()[0]} (same n_layer, "
+                              "n_embd, vocab?)") from None
     if optimizer is not None:
         if checkpoint.optimizer_state is None:
             raise CheckpointError("this checkpoint holds no optimizer state, so training cannot resume from it")
@@ -429,7 +417,8 @@ def restore(
             group.update(keep)
     if restore_rng:
         torch.set_rng_state(checkpoint.rng["rng.cpu"])
-        cuda_keys = sorted((k for k in checkpoint.rng if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+        cuda_keys = sorted((k for k in checkpoint.rng if k.startswith("rng.cuda.")),
+                           key=lambda k: int(k.rsplit(".", 1)[1]))
         cuda_states = [checkpoint.rng[k] for k in cuda_keys]
         if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)

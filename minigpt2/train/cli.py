@@ -42,14 +42,17 @@ def train_parser() -> argparse.ArgumentParser:
         "checkpoint's. Exit status: 0 trained; 2 bad input, an unusable --out-dir or a damaged checkpoint "
         "(nothing trained); 3 the loss became nan or inf (the run stopped, its last good checkpoint kept).",
     )
-    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"the settings to start from: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"the settings to start from: {', '.join(PRESETS)} "
+                                                            f"(default: {DEFAULT_PRESET})")
     p.add_argument("--resume", action="store_true",
-                   help="continue from OUT_DIR/ckpt.safetensors, with its settings plus any given here (default: start afresh)")
+                   help="continue from OUT_DIR/ckpt.safetensors, with its settings plus any given here "
+                        "(default: start afresh)")
     p.add_argument("--list-presets", action="store_true", help="print the presets' settings and exit")
     for f in fields(TrainConfig):
         help_text = f"{HELP[f.name]} (default: {preset_defaults(f.name)})".replace("%", "%%")
         if f.type in ("bool", bool):
-            p.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            p.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=help_text)
         else:
             kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
             p.add_argument(flag(f.name), dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)
@@ -82,7 +85,8 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
 
     path = checkpoint_path(base)
     if not path.is_file():
-        raise ValueError(f"--resume: there is no checkpoint at {path}; train without --resume first, or give its --out-dir")
+        raise ValueError(f"--resume: there is no checkpoint at {path}; train without --resume first, or "
+                         "give its --out-dir")
     saved = TrainConfig.from_dict(load_checkpoint(path).meta.get("config", {}))  # CheckpointError if damaged
     for name, value in overrides.items():
         setattr(saved, name, value)
@@ -215,17 +219,22 @@ def sample_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="a ckpt.safetensors written by minigpt2 train (default: the one in --preset's folder)")
     p.add_argument("--preset", default=DEFAULT_PRESET,
-                   help=f"whose folder to look in when --checkpoint is not given: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
+                   help=f"whose folder to look in when --checkpoint is not given: {', '.join(PRESETS)} (default: "
+                        f"{DEFAULT_PRESET})")
     p.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
     p.add_argument("--allow-special", action="store_true",
                    help="read <|endoftext|> in --prompt as GPT-2's end-of-text token (default: refuse it)")
-    p.add_argument("--max-new-tokens", type=int, default=300, help=f"tokens to generate per sample, at most {MAX_NEW_TOKENS:,} (default: 300)")
+    p.add_argument("--max-new-tokens", type=int, default=300, help="tokens to generate per sample, at most "
+                                                                   f"{MAX_NEW_TOKENS:,} (default: 300)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy; higher is wilder (default: 0.8)")
     p.add_argument("--top-k", type=int, default=None, help="draw only from the k likeliest tokens (default: all)")
-    p.add_argument("--top-p", type=float, default=None, help="draw only from the likeliest tokens that make up p (default: all)")
+    p.add_argument("--top-p", type=float, default=None, help="draw only from the likeliest tokens that make up "
+                                                             "p (default: all)")
     p.add_argument("--num-samples", type=int, default=1, help="samples, one after another (default: 1)")
-    p.add_argument("--seed", type=int, default=1337, help="seed of the draws: the same seed gives the same text (default: 1337)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto, a GPU if there is one)")
+    p.add_argument("--seed", type=int, default=1337, help="seed of the draws: the same seed gives the same text "
+                                                          "(default: 1337)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto, a GPU "
+                                                    "if there is one)")
     return p
 
 
@@ -240,7 +249,9 @@ def sample_main(argv: list[str] | None = None) -> int:
     try:
         args = sample_parser().parse_args(argv)
         if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
-            raise ValueError(f"--max-new-tokens should be between 0 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens:,}")
+            raise ValueError(
+                f"--max-new-tokens should be between 0 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens:,}"
+            )
         if args.num_samples < 1:
             raise ValueError(f"--num-samples should be at least 1, got {args.num_samples}")
         if not args.temperature >= 0:

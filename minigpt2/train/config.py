@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from minigpt2.model import GPTConfig
+
 TOKENIZERS = ("char", "gpt2")
 DTYPES = ("auto", "float32", "bfloat16")
+MODEL_FIELDS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")  # the data decides vocab_size
 
 
 @dataclass
@@ -17,7 +20,7 @@ class TrainConfig:
     dataset: str = "tinyshakespeare"
     tokenizer: str = "char"  # "char": one id per character; "gpt2": GPT-2's BPE
     val_fraction: float = 0.1
-    # model
+    # model: GPTConfig's fields (MODEL_FIELDS), with a small model's defaults; GPTConfig checks them
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
@@ -42,7 +45,8 @@ class TrainConfig:
     log_interval: int = 10
     # system
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto: bf16 autocast where it is faster (GPUs with bf16, CPUs with AMX when timed faster), else float32
+    # auto: bf16 autocast where it is faster (GPUs with bf16, CPUs with AMX when timed faster), else float32
+    dtype: str = "auto"
     compile: bool = False  # torch.compile the model (worth it on GPUs for long runs)
     seed: int = 1337
     out_dir: str = "checkpoints/run"
@@ -51,8 +55,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError with what to change when a setting cannot work."""
-        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
-                    "eval_iters", "log_interval", "eval_interval", "vocab_multiple")
+        positive = ("batch_size", "grad_accum", "max_iters", "eval_iters", "log_interval", "eval_interval",
+                    "vocab_multiple")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -61,19 +65,25 @@ class TrainConfig:
             raise ValueError(f"{flag('tokenizer')} should be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"{flag('dtype')} should be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"{flag('n_embd')} ({self.n_embd}) should be divisible by {flag('n_head')} ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"{flag('dropout')} should be in [0, 1), got {self.dropout}")
+        try:
+            self.model_config(vocab_size=1)  # the model's shape, checked by GPTConfig
+        except TypeError as err:
+            raise ValueError(str(err)) from None
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"{flag('val_fraction')} should be between 0 and 1, got {self.val_fraction}")
         if not 0.0 < self.min_lr <= self.lr:
             raise ValueError(f"need 0 < {flag('min_lr')} <= {flag('lr')}, got {self.min_lr} and {self.lr}")
         if not 0 <= self.warmup_iters <= self.max_iters:
-            raise ValueError(f"{flag('warmup_iters')} ({self.warmup_iters}) should be between 0 and {flag('max_iters')} ({self.max_iters})")
+            raise ValueError(f"{flag('warmup_iters')} ({self.warmup_iters}) should be between 0 and "
+                             f"{flag('max_iters')} ({self.max_iters})")
         if self.checkpoint_interval < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("--checkpoint-interval, --weight-decay and --grad-clip should not be negative")
         return self
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        """The model for a tokenizer of ``vocab_size`` ids, rounded up to a multiple of ``vocab_multiple``."""
+        padded = (vocab_size + self.vocab_multiple - 1) // self.vocab_multiple * self.vocab_multiple
+        return GPTConfig(vocab_size=padded, **{name: getattr(self, name) for name in MODEL_FIELDS})
 
     @property
     def tokens_per_step(self) -> int:
@@ -151,7 +161,8 @@ PRESETS: dict[str, TrainConfig] = {
     "shakespeare-gpt2": TrainConfig(
         tokenizer="gpt2", n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2,
         vocab_multiple=64, batch_size=32, max_iters=2000, lr=6e-4, min_lr=6e-5, warmup_iters=100,
-        beta2=0.95, eval_interval=250, eval_iters=50, device="auto", compile=True, out_dir="checkpoints/shakespeare-gpt2",
+        beta2=0.95, eval_interval=250, eval_iters=50, device="auto", compile=True,
+        out_dir="checkpoints/shakespeare-gpt2",
     ),
 }
 

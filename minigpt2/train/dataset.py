@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from minigpt2.chartokenizer import CharTokenizer
-from minigpt2.data import load_text, train_val_split
+from minigpt2.data import check_stream, load_text, num_windows, train_val_split, windows
 
 
 @dataclass
@@ -58,18 +58,10 @@ def load_tokens(dataset: str, tokenizer: str, val_fraction: float) -> TokenData:
 
 
 def check_fits(tokens: torch.Tensor, block_size: int, split: str) -> None:
-    """A window needs ``block_size + 1`` tokens; say what to do when the split is shorter."""
-    if len(tokens) < block_size + 2:
-        raise ValueError(
-            f"the {split} split has {len(tokens)} tokens, too few for windows of --block-size {block_size}; "
-            "use a smaller --block-size or a smaller/larger --val-fraction"
-        )
-
-
-def windows(tokens: torch.Tensor, starts: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x, y of shape (len(starts), block_size): the windows at ``starts`` and the same shifted by one."""
-    chunks = tokens.unfold(0, block_size + 1, 1)[starts]  # (B, T + 1); unfold is a view, indexing copies
-    return chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous()  # (B, T) each
+    """A window needs ``block_size + 1`` tokens (:func:`minigpt2.data.check_stream`); say what to do when the split is
+    shorter."""
+    check_stream(tokens, block_size, f"the {split} split",
+                 "use a smaller --block-size or a smaller/larger --val-fraction")
 
 
 def step_starts(n_tokens: int, block_size: int, seed: int, step: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -78,7 +70,7 @@ def step_starts(n_tokens: int, block_size: int, seed: int, step: int, shape: tup
     The same ``(seed, step)`` always gives the same starts, however the run got to ``step``.
     """
     generator = torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
-    return torch.randint(n_tokens - block_size, shape, generator=generator)
+    return torch.randint(num_windows(n_tokens, block_size), shape, generator=generator)
 
 
 class Batches:
@@ -104,7 +96,7 @@ def eval_batches(tokens, n_batches, batch_size, block_size, seed, device):
     """The same ``n_batches`` validation batches at every evaluation, so losses compare like for like."""
     check_fits(tokens, block_size, "validation")
     generator = torch.Generator().manual_seed(seed)
-    starts = torch.randint(len(tokens) - block_size, (n_batches, batch_size), generator=generator)
+    starts = torch.randint(num_windows(len(tokens), block_size), (n_batches, batch_size), generator=generator)
     return [to_device(windows(tokens, s, block_size), device) for s in starts]
 
 
@@ -114,4 +106,4 @@ def to_device(xy: tuple[torch.Tensor, torch.Tensor], device: torch.device):
     return tuple(t.to(device) for t in xy)
 
 
-__all__ = ["TokenData", "load_tokens", "tokenizer_from_meta", "Batches", "eval_batches", "windows", "step_starts", "check_fits"]
+__all__ = ["TokenData", "load_tokens", "tokenizer_from_meta", "Batches", "eval_batches", "step_starts", "check_fits"]

@@ -22,30 +22,30 @@ leaving the last good checkpoint as it was.
 
 from __future__ import annotations
 
-import math
 import logging
+import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from minigpt2.model import GPT, GPTConfig
+from minigpt2.model import GPT
 from minigpt2.train import distributed
 from minigpt2.train.checkpoint import OutDirError, load_checkpoint, out_dir_lock, restore, save_checkpoint
-from minigpt2.train.config import TrainConfig
+from minigpt2.train.config import MODEL_FIELDS, TrainConfig
 from minigpt2.train.dataset import Batches, TokenData, eval_batches, load_tokens
-from minigpt2.train.mfu import model_flops_per_token, peak_flops, refresh_peak
+from minigpt2.train.mfu import mfu, model_flops_per_token, peak_flops, refresh_peak
 from minigpt2.train.optim import WarmupCosine, clip_grad_norm, make_optimizer
-from minigpt2.train.progress import progress_bar
 from minigpt2.train.precision import Precision, autocast_context, choose_precision
+from minigpt2.train.progress import progress_bar
 from minigpt2.utils import set_seed
 
 CHECKPOINT_NAME = "ckpt.safetensors"
 log = logging.getLogger(__name__)
-MODEL_SHAPE_FIELDS = ("tokenizer", "dataset", "n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_multiple")
+MODEL_SHAPE_FIELDS = ("tokenizer", "dataset", "vocab_multiple", *(name for name in MODEL_FIELDS if name != "dropout"))
 
 
 @dataclass
@@ -90,15 +90,6 @@ class TrainResult:
 def resolve_dtype(config: TrainConfig, device: torch.device, model=None, batch=None) -> torch.dtype:
     """The dtype ``config.dtype`` comes to on ``device`` (see :func:`minigpt2.train.precision.choose_precision`)."""
     return choose_precision(config.dtype, device, model, batch).dtype
-
-
-def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
-    multiple = config.vocab_multiple
-    padded = (vocab_size + multiple - 1) // multiple * multiple
-    return GPTConfig(
-        block_size=config.block_size, vocab_size=padded, n_layer=config.n_layer, n_head=config.n_head,
-        n_embd=config.n_embd, dropout=config.dropout, bias=config.bias,
-    )
 
 
 @torch.no_grad()
@@ -162,167 +153,201 @@ def train(
 
 
 def _train(config, info, resume, until_step, callback, data) -> TrainResult:
-    device = info.device
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls outside autocast use TF32 tensor cores
-        torch.backends.cudnn.allow_tf32 = True
+    run = _Run(config, info, data or load_tokens(config.dataset, config.tokenizer, config.val_fraction), resume,
+               until_step, callback)
+    return run.run()
 
-    data = data or load_tokens(config.dataset, config.tokenizer, config.val_fraction)
-    set_seed(config.seed)  # the same initial weights in every process
-    model = GPT(model_config(config, data.vocab_size)).to(device)
-    optimizer = make_optimizer(
-        model, lr=config.lr, weight_decay=config.weight_decay, betas=(config.beta1, config.beta2), device_type=device.type
-    )
-    schedule = WarmupCosine(config.lr, config.min_lr, config.warmup_iters, config.max_iters)
-    torch.manual_seed(config.seed + info.rank)  # dropout masks differ between processes
 
-    step, history, unlogged = 0, History(), {}
-    ckpt_path = checkpoint_path(config)
-    if resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        check_resumable(ckpt.meta.get("config", {}), config)
-        restore(ckpt, model, optimizer, restore_rng=True)
-        step, history = ckpt.step, History.from_dict(ckpt.meta.get("history", {}))
-        unlogged = ckpt.meta.get("history", {}).get("unlogged", {})  # the steps since the last logged row
-        if info.rank:
-            torch.manual_seed(config.seed + info.rank + step)  # the saved RNG state is rank 0's
+class _Run:
+    """One training run, in the steps a reader can follow: set up (``__init__``), one optimizer step
+    (:meth:`optimizer_step`), evaluate and log (:meth:`evaluate_and_save`, :meth:`log`), checkpoint
+    (:meth:`save`); :meth:`run` is the loop that calls them."""
 
-    stop = min(config.max_iters, until_step if until_step is not None else config.max_iters)
-    batches = Batches(data.train, config.batch_size, config.block_size, config.grad_accum,
-                      seed=config.seed, rank=info.rank, world_size=info.world_size, device=device)
-    val_batches = eval_batches(data.val, config.eval_iters, config.batch_size, config.block_size, config.seed, device)
-    precision = choose_precision(config.dtype, device, model, batches(step, 0))  # auto: timed on this model, this batch
-    dtype, autocast = precision.dtype, autocast_context(device, precision.dtype)
-    if info.is_main:
-        log.info("precision: %s (%s)", "bf16 autocast" if dtype == torch.bfloat16 else precision.name, precision.reason)
+    def __init__(self, config: TrainConfig, info, data: TokenData, resume: bool, until_step: int | None, callback):
+        self.config, self.info, self.data, self.callback = config, info, data, callback
+        device = self.device = info.device
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls outside autocast use TF32 tensor cores
+            torch.backends.cudnn.allow_tf32 = True
 
-    train_model = torch.compile(model) if config.compile else model
-    train_model = distributed.wrap(train_model, info)
-    flops_per_token = model_flops_per_token(model)
-    peak, peak_source = peak_flops(device, dtype) if info.is_main else (float("nan"), "")
-    measured_peak = peak_source.startswith("measured")
-    tokens_per_step = config.tokens_per_step * info.world_size
+        set_seed(config.seed)  # the same initial weights in every process
+        self.model = GPT(config.model_config(data.vocab_size)).to(device)
+        self.optimizer = make_optimizer(self.model, lr=config.lr, weight_decay=config.weight_decay,
+                                        betas=(config.beta1, config.beta2), device_type=device.type)
+        self.schedule = WarmupCosine(config.lr, config.min_lr, config.warmup_iters, config.max_iters)
+        torch.manual_seed(config.seed + info.rank)  # dropout masks differ between processes
 
-    def meta() -> dict:
+        self.step, self.history, unlogged = 0, History(), {}
+        self.ckpt_path = checkpoint_path(config)
+        if resume and self.ckpt_path.is_file():
+            ckpt = load_checkpoint(self.ckpt_path)
+            check_resumable(ckpt.meta.get("config", {}), config)
+            restore(ckpt, self.model, self.optimizer, restore_rng=True)
+            self.step, self.history = ckpt.step, History.from_dict(ckpt.meta.get("history", {}))
+            unlogged = ckpt.meta.get("history", {}).get("unlogged", {})  # the steps since the last logged row
+            if info.rank:
+                torch.manual_seed(config.seed + info.rank + self.step)  # the saved RNG state is rank 0's
+        self.saved_step = self.step if self.step else None  # the last checkpoint written, at saved_path
+        self.saved_path = self.ckpt_path if self.step else None
+
+        self.stop = min(config.max_iters, until_step if until_step is not None else config.max_iters)
+        self.batches = Batches(data.train, config.batch_size, config.block_size, config.grad_accum,
+                               seed=config.seed, rank=info.rank, world_size=info.world_size, device=device)
+        self.val_batches = eval_batches(data.val, config.eval_iters, config.batch_size, config.block_size,
+                                        config.seed, device)
+        # auto: timed on this model, this batch
+        self.precision = choose_precision(config.dtype, device, self.model, self.batches(self.step, 0))
+        self.dtype, self.autocast = self.precision.dtype, autocast_context(device, self.precision.dtype)
+        if info.is_main:
+            log.info("precision: %s (%s)", "bf16 autocast" if self.dtype == torch.bfloat16 else self.precision.name,
+                     self.precision.reason)
+
+        self.train_model = distributed.wrap(torch.compile(self.model) if config.compile else self.model, info)
+        self.flops_per_token = model_flops_per_token(self.model)
+        self.peak, self.peak_source = peak_flops(device, self.dtype) if info.is_main else (float("nan"), "")
+        self.measured_peak = self.peak_source.startswith("measured")
+        self.tokens_per_step = config.tokens_per_step * info.world_size
+
+        self.loss_sum = torch.tensor(float(unlogged.get("loss_sum", 0.0)), device=device)  # float32, as saved
+        self.steps_in_interval = int(unlogged.get("steps", 0))  # steps whose losses loss_sum holds
+        self.nonfinite_at = torch.full((), -1, dtype=torch.long, device=device)  # the first step with a nan/inf loss
+        self.timed_steps, self.interval_start = 0, time.perf_counter()  # for tokens/s, this process's own steps
+        self.bar = progress_bar(total=self.stop, initial=self.step, enabled=config.progress and info.is_main)
+
+    def run(self) -> TrainResult:
+        config, info = self.config, self.info
+        self.model.train()
+        while True:
+            due = self.step % config.eval_interval == 0 or self.step == config.max_iters
+            done = self.history.val and self.history.val[-1]["step"] == self.step  # evaluated before a resume
+            if info.is_main and due and not done:
+                with self.paused():
+                    self.evaluate_and_save()
+            if self.step >= self.stop:
+                break
+            lr = self.optimizer_step()
+            if self.step % config.log_interval == 0 or self.step == config.max_iters:
+                self.log(lr)
+            self.bar.update(1)
+            if info.is_main and config.checkpoint_interval and self.step % config.checkpoint_interval == 0:
+                with self.paused():
+                    self.save()
+        self.bar.close()
+        if info.is_main and self.saved_step != self.step:
+            self.save()
+        self.model.eval()
+        return TrainResult(model=self.model, tokenizer=self.data.tokenizer, history=self.history, step=self.step,
+                           checkpoint=self.saved_path, config=config, peak_flops=self.peak * info.world_size,
+                           peak_source=self.peak_source, precision=self.precision)
+
+    def optimizer_step(self) -> float:
+        """One optimizer step over ``grad_accum`` micro-batches; returns its learning rate."""
+        config = self.config
+        lr = self.schedule.apply(self.optimizer, self.step)
+        for micro in range(config.grad_accum):
+            x, y = self.batches(self.step, micro)  # (B, T) each
+            last_micro = micro == config.grad_accum - 1
+            sync = nullcontext() if last_micro or not self.info.enabled else self.train_model.no_sync()
+            with sync:  # DDP averages gradients only on the last micro-batch
+                with self.autocast:
+                    _, loss = self.train_model(x, y)
+                (loss / config.grad_accum).backward()
+            self.loss_sum += loss.detach().float() / config.grad_accum
+        clip_grad_norm(self.model, config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.steps_in_interval += 1
+        self.timed_steps += 1
+        # once a loss is nan or inf, so is loss_sum until the next log: note the first such step, without a GPU sync
+        self.nonfinite_at = torch.where((self.nonfinite_at < 0) & ~torch.isfinite(self.loss_sum), self.step,
+                                        self.nonfinite_at)
+        return lr
+
+    def log(self, lr: float) -> None:
+        """The mean training loss since the last log, with tokens/s and MFU: a row of the history."""
+        info, device = self.info, self.device
+        distributed.average(self.loss_sum, info)  # the global batch's loss, not this process's share
+        mean_loss = self.loss_sum.item() / self.steps_in_interval  # .item() waits for the GPU
+        if not math.isfinite(mean_loss):  # every process sees the same average, so all of them stop
+            self.check_finite()
+            raise self.diverged("the training loss became nan or inf", self.step)
+        if info.is_main:
+            elapsed = time.perf_counter() - self.interval_start
+            tokens_per_s = self.tokens_per_step * self.timed_steps / elapsed
+            flops_per_s = tokens_per_s * self.flops_per_token
+            if flops_per_s / info.world_size > self.peak:  # the device evidently reaches this: MFU never exceeds 1
+                self.peak = flops_per_s / info.world_size
+                self.peak_source = (f"the best rate this run reached on the {device.type.upper()}, above its "
+                                    "measured matmul peak")
+            row = {"step": self.step, "train_loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s,
+                   "flops_per_s": flops_per_s,
+                   "mfu": mfu(tokens_per_s, self.flops_per_token, self.peak * info.world_size)}
+            self.history.train.append(row)
+            self.bar.set_postfix_str(status(self.history), refresh=False)
+            if self.callback:
+                self.callback("train", row, self.model)
+        self.loss_sum.zero_()
+        self.steps_in_interval = self.timed_steps = 0
+        self.interval_start = time.perf_counter()
+
+    def evaluate_and_save(self) -> None:
+        """The validation loss, a row of the history; and a checkpoint, unless they are written every N steps."""
+        row = {"step": self.step, "val_loss": evaluate(self.model, self.val_batches, self.autocast)}
+        if not math.isfinite(row["val_loss"]):
+            self.check_finite()
+            raise self.diverged(f"the validation loss became {row['val_loss']}", self.step)
+        self.history.val.append(row)
+        self.bar.set_postfix_str(status(self.history), refresh=False)
+        if self.callback:
+            self.callback("val", row, self.model)
+        if self.measured_peak:  # one more look at the device's peak, while training is paused anyway
+            self.peak = max(self.peak, refresh_peak(self.device, self.dtype))
+        if self.config.checkpoint_interval == 0 and self.step > 0:
+            self.save()
+
+    def save(self) -> None:
+        self.check_finite()  # a diverged model never overwrites the last good checkpoint
+        try:
+            self.saved_path = save_checkpoint(self.ckpt_path, self.model, self.step, self.optimizer, self.meta())
+            self.saved_step = self.step
+        except OSError as err:
+            raise OutDirError(f"could not write the checkpoint {self.ckpt_path} ({err.strerror or err}); "
+                              "the previous one, if any, is intact. Free some space or give another "
+                              "--out-dir") from None
+
+    def meta(self) -> dict:
         return {
-            "config": config.to_dict(),
-            "model_config": model.config.to_dict(),
-            "scheduler": schedule.state_dict(),
-            "tokenizer": data.tokenizer_meta,
+            "config": self.config.to_dict(),
+            "model_config": self.model.config.to_dict(),
+            "tokenizer": self.data.tokenizer_meta,
             # the part of the interval not logged yet goes along, so a resumed run logs what an uninterrupted one does
-            "history": {**history.to_dict(), "unlogged": {"loss_sum": loss_sum.item(), "steps": steps_in_interval}},
-            "world_size": info.world_size,
+            "history": {**self.history.to_dict(),
+                        "unlogged": {"loss_sum": self.loss_sum.item(), "steps": self.steps_in_interval}},
+            "world_size": self.info.world_size,
         }
 
-    saved: dict = {"step": step, "path": ckpt_path} if step else {}  # the last checkpoint written
-
-    def diverged(what: str, at_step: int) -> TrainingDiverged:
-        bar.close()
-        kept = (f"{saved['path']} still holds the last good checkpoint (step {saved['step']})" if saved
-                else "no checkpoint was written")
-        return TrainingDiverged(f"{what} at step {at_step}; training stopped, and {kept}. {DIVERGENCE_ADVICE}.",
-                                at_step, saved.get("path"))
-
-    def check_finite() -> None:
+    def check_finite(self) -> None:
         """Raise TrainingDiverged if a loss since the last check, or a weight, is not finite."""
-        bad_step = int(nonfinite_at.item())
+        bad_step = int(self.nonfinite_at.item())
         if bad_step >= 0:
-            raise diverged("the training loss became nan or inf", bad_step)
-        if not torch.stack([p.isfinite().all() for p in model.parameters()]).all().item():
-            raise diverged("the weights became nan or inf", step)
+            raise self.diverged("the training loss became nan or inf", bad_step)
+        if not torch.stack([p.isfinite().all() for p in self.model.parameters()]).all().item():
+            raise self.diverged("the weights became nan or inf", self.step)
 
-    def save() -> None:
-        check_finite()  # a diverged model never overwrites the last good checkpoint
-        try:
-            saved.update(step=step, path=save_checkpoint(ckpt_path, model, step, optimizer, meta()))
-        except OSError as err:
-            raise OutDirError(f"could not write the checkpoint {ckpt_path} ({err.strerror or err}); "
-                              "the previous one, if any, is intact. Free some space or give another --out-dir") from None
+    def diverged(self, what: str, at_step: int) -> TrainingDiverged:
+        self.bar.close()
+        kept = (f"{self.saved_path} still holds the last good checkpoint (step {self.saved_step})"
+                if self.saved_path else "no checkpoint was written")
+        return TrainingDiverged(f"{what} at step {at_step}; training stopped, and {kept}. {DIVERGENCE_ADVICE}.",
+                                at_step, self.saved_path)
 
-    def evaluate_and_save() -> None:
-        nonlocal peak
-        row = {"step": step, "val_loss": evaluate(model, val_batches, autocast)}
-        if not math.isfinite(row["val_loss"]):
-            check_finite()
-            raise diverged(f"the validation loss became {row['val_loss']}", step)
-        history.val.append(row)
-        bar.set_postfix_str(status(history), refresh=False)
-        if callback:
-            callback("val", row, model)
-        if measured_peak:  # one more look at the device's peak, while training is paused anyway
-            peak = max(peak, refresh_peak(device, dtype))
-        if config.checkpoint_interval == 0 and step > 0:
-            save()
-
-    bar = progress_bar(total=stop, initial=step, enabled=config.progress and info.is_main)
-    model.train()
-    loss_sum = torch.tensor(float(unlogged.get("loss_sum", 0.0)), device=device)  # float32, as it was saved
-    steps_in_interval = int(unlogged.get("steps", 0))  # steps whose losses loss_sum holds
-    nonfinite_at = torch.full((), -1, dtype=torch.long, device=device)  # the first step with a nan/inf loss
-    timed_steps, interval_start = 0, time.perf_counter()  # for tokens/s, this process's own steps
-    while True:
-        due = step % config.eval_interval == 0 or step == config.max_iters
-        if info.is_main and due and not (history.val and history.val[-1]["step"] == step):  # not twice on resume
-            paused = time.perf_counter()
-            evaluate_and_save()
-            interval_start += time.perf_counter() - paused  # tokens/s counts training time only
-        if step >= stop:
-            break
-
-        lr = schedule.apply(optimizer, step)
-        for micro in range(config.grad_accum):
-            x, y = batches(step, micro)  # (B, T) each
-            last_micro = micro == config.grad_accum - 1
-            sync = nullcontext() if last_micro or not info.enabled else train_model.no_sync()
-            with sync:  # DDP averages gradients only on the last micro-batch
-                with autocast:
-                    _, loss = train_model(x, y)
-                (loss / config.grad_accum).backward()
-            loss_sum += loss.detach().float() / config.grad_accum
-        clip_grad_norm(model, config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        steps_in_interval += 1
-        timed_steps += 1
-        # once a loss is nan or inf, so is loss_sum until the next log: note the first such step, without a GPU sync
-        nonfinite_at = torch.where((nonfinite_at < 0) & ~torch.isfinite(loss_sum), step, nonfinite_at)
-
-        if step % config.log_interval == 0 or step == config.max_iters:
-            distributed.average(loss_sum, info)  # the global batch's loss, not this process's share
-            mean_loss = loss_sum.item() / steps_in_interval  # .item() waits for the GPU
-            if not math.isfinite(mean_loss):  # every process sees the same average, so all of them stop
-                check_finite()
-                raise diverged("the training loss became nan or inf", step)
-            if info.is_main:
-                elapsed = time.perf_counter() - interval_start
-                tokens_per_s = tokens_per_step * timed_steps / elapsed
-                flops_per_s = tokens_per_s * flops_per_token
-                if flops_per_s / info.world_size > peak:  # the device evidently reaches this: MFU never exceeds 1
-                    peak = flops_per_s / info.world_size
-                    peak_source = f"the best rate this run reached on the {device.type.upper()}, above its measured matmul peak"
-                row = {"step": step, "train_loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s,
-                       "flops_per_s": flops_per_s, "mfu": flops_per_s / (peak * info.world_size)}
-                history.train.append(row)
-                bar.set_postfix_str(status(history), refresh=False)
-                if callback:
-                    callback("train", row, model)
-            loss_sum.zero_()
-            steps_in_interval = timed_steps = 0
-            interval_start = time.perf_counter()
-        bar.update(1)
-        if info.is_main and config.checkpoint_interval and step % config.checkpoint_interval == 0:
-            paused = time.perf_counter()
-            save()
-            interval_start += time.perf_counter() - paused
-
-    bar.close()
-    if info.is_main and saved.get("step") != step:
-        save()
-    model.eval()
-    return TrainResult(model=model, tokenizer=data.tokenizer, history=history, step=step,
-                       checkpoint=saved.get("path"), config=config,
-                       peak_flops=peak * info.world_size, peak_source=peak_source, precision=precision)
+    @contextmanager
+    def paused(self):
+        """Training time stops while the block runs: tokens/s counts training time only."""
+        started = time.perf_counter()
+        yield
+        self.interval_start += time.perf_counter() - started
 
 
 def status(history: History) -> str:
@@ -340,12 +365,12 @@ def check_resumable(saved: dict, config: TrainConfig) -> None:
     for name in MODEL_SHAPE_FIELDS:
         if name in saved and saved[name] != getattr(config, name):
             raise ValueError(
-                f"the checkpoint was trained with {name}={saved[name]!r} but this run asks for {getattr(config, name)!r}; "
-                f"drop that setting to resume, or use another --out-dir to start afresh"
+                f"the checkpoint was trained with {name}={saved[name]!r} but this run asks for "
+                f"{getattr(config, name)!r}; drop that setting to resume, or use another --out-dir to start afresh"
             )
 
 
 __all__ = [
-    "train", "TrainResult", "TrainingDiverged", "History", "evaluate", "resolve_dtype", "model_config", "checkpoint_path",
+    "train", "TrainResult", "TrainingDiverged", "History", "evaluate", "resolve_dtype", "checkpoint_path",
     "CHECKPOINT_NAME",
 ]

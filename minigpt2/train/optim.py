@@ -1,6 +1,7 @@
 """The optimizer and the learning-rate schedule.
 
-AdamW with two parameter groups, as nanoGPT trains (common practice; GPT-2's paper does not publish its optimizer settings):
+AdamW with two parameter groups, as nanoGPT trains (common practice; GPT-2's paper does not publish its optimizer
+settings):
 
 * matrices (Linear weights, embeddings — every parameter with 2 or more dimensions)
   get weight decay: it pulls the weights that do the model's mixing towards zero;
@@ -113,18 +114,6 @@ class WarmupCosine:
             group["lr"] = lr
         return lr
 
-    def state_dict(self) -> dict:
-        return {
-            "max_lr": self.max_lr,
-            "min_lr": self.min_lr,
-            "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps,
-        }
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "WarmupCosine":
-        return cls(**state)
-
     def __repr__(self) -> str:
         return (
             f"WarmupCosine(max_lr={self.max_lr:g}, min_lr={self.min_lr:g}, "
@@ -132,14 +121,14 @@ class WarmupCosine:
         )
 
 
-def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor | None:
     """Scale all gradients down together when their global L2 norm exceeds ``max_norm``;
     return the norm before clipping (worth logging: spikes show trouble early).
-    ``max_norm <= 0`` means no clipping (the norm is still returned)."""
+    ``max_norm <= 0`` means no clipping: nothing is computed, and None is returned."""
+    if max_norm <= 0:
+        return None
     params = [p for p in model.parameters() if p.grad is not None]
-    if max_norm > 0:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+    return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
 __all__ = ["param_groups", "make_optimizer", "lr_at", "WarmupCosine", "clip_grad_norm"]

@@ -69,7 +69,8 @@ def autocast_context(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def time_passes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rounds: int = ROUNDS) -> dict[torch.dtype, list[float]]:
+def time_passes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rounds: int = ROUNDS) -> dict[torch.dtype,
+                                                                                                        list[float]]:
     """Seconds of one forward + backward of ``model`` on (x, y), float32 and under bf16 autocast,
     alternating (so that load from other programs lands on both alike), after one warm-up each.
     Gradients are cleared and the random state (dropout's) is left as it was."""
@@ -128,4 +129,5 @@ def choose_precision(requested: str, device: torch.device, model: torch.nn.Modul
     return Precision(torch.float32, f"{measured}: bf16 does not pay at this size")
 
 
-__all__ = ["Precision", "choose_precision", "cpu_bf16_flags", "autocast_context", "time_passes", "MIN_SPEEDUP", "MIN_TIMED_FLOPS", "BF16_CPU_FLAGS"]
+__all__ = ["Precision", "choose_precision", "cpu_bf16_flags", "autocast_context", "time_passes", "MIN_SPEEDUP",
+           "MIN_TIMED_FLOPS", "BF16_CPU_FLAGS"]

@@ -8,8 +8,8 @@ from typing import Iterator
 import torch
 
 from minigpt2.model import GPT, GPTConfig
+from minigpt2.sampling import TextAssembler, decode_tokens, generate_tokens, token_bytes
 from minigpt2.train.checkpoint import CheckpointError, load_checkpoint, restore
-from minigpt2.sampling import TextAssembler, _token_bytes, generate_tokens
 from minigpt2.train.dataset import tokenizer_from_meta
 
 
@@ -17,7 +17,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     """The model (in eval mode, on ``device``) and the tokenizer of a training checkpoint."""
     ckpt = load_checkpoint(path)
     if "model_config" not in ckpt.meta or "tokenizer" not in ckpt.meta:
-        raise CheckpointError(f"{path} does not say which model and tokenizer it holds; was it written by minigpt2 train?")
+        raise CheckpointError(f"{path} does not say which model and tokenizer it holds; was it written by "
+                              "minigpt2 train?")
     model = GPT(GPTConfig(**ckpt.meta["model_config"]))
     restore(ckpt, model, restore_rng=False)
     return model.to(device).eval(), tokenizer_from_meta(ckpt.meta["tokenizer"])
@@ -40,10 +41,10 @@ def generate_text(
     if not ids:
         raise ValueError("the prompt encodes to no tokens; give at least one character, e.g. --prompt $'\\n'")
     device = next(model.parameters()).device
-    idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=device)  # (num_samples, T); generate crops the context
+    # (num_samples, T); generate crops the context
+    idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=device)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
-    vocab = getattr(tokenizer, "vocab_size", None)
-    return [tokenizer.decode([i for i in row.tolist() if vocab is None or i < vocab]) for row in out]
+    return [decode_tokens(tokenizer, row.tolist()) for row in out]
 
 
 def encode_prompt(tokenizer, prompt: str, allow_special: bool = False) -> list[int]:
@@ -61,8 +62,8 @@ def encode_prompt(tokenizer, prompt: str, allow_special: bool = False) -> list[i
         unknown = sorted(set(prompt) - set(chars))
         if unknown:
             raise ValueError(
-                f"--prompt has characters this model never saw: {''.join(unknown)!r}; a character-level model knows only "
-                f"the {len(chars)} characters of its training text: {''.join(chars)!r}"
+                f"--prompt has characters this model never saw: {''.join(unknown)!r}; a character-level model knows "
+                f"only the {len(chars)} characters of its training text: {''.join(chars)!r}"
             )
     special = getattr(tokenizer, "special_tokens", None) or {}
     if any(token in prompt for token in special) and not allow_special:
@@ -86,19 +87,13 @@ def stream_sample(
 ) -> Iterator[str]:
     """The continuation of ``ids`` as text, piece by piece while it is generated (torch's global generator draws).
 
-    ``<|endoftext|>`` is shown as such; ids beyond the tokenizer's (a padded vocabulary's
-    extra rows, which no text has) are skipped."""
+    ``<|endoftext|>`` is shown as such, and an id of a padded vocabulary's extra rows as a marker
+    (:func:`minigpt2.sampling.token_bytes`)."""
     device = next(model.parameters()).device
-    names = {i: text for text, i in (getattr(tokenizer, "special_tokens", None) or {}).items()}
     assembler = TextAssembler()
     idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
     for next_id in generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p):
-        token = int(next_id)
-        try:
-            data = names[token].encode() if token in names else _token_bytes(tokenizer, token)
-        except ValueError:  # an id of the padding
-            continue
-        piece = assembler.feed(data)
+        piece = assembler.feed(token_bytes(tokenizer, int(next_id)))
         if piece:
             yield piece
     piece = assembler.feed(b"", final=True)

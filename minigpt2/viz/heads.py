@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+
+from minigpt2.viz.heatmap import to_numpy
 
 
 def as_tensor(weights) -> torch.Tensor:
     """Weights ``(..., T, T)`` as a float64 CPU tensor; a list over layers is stacked
     along a new first dimension."""
     if isinstance(weights, (list, tuple)):
-        weights = torch.stack([torch.as_tensor(w).detach().to("cpu", torch.float64) for w in weights])
-    w = torch.as_tensor(weights).detach().to("cpu", torch.float64)
+        weights = np.stack([to_numpy(w) for w in weights])
+    w = torch.from_numpy(to_numpy(weights))
     if w.ndim < 2 or w.shape[-1] != w.shape[-2]:
         raise ValueError(f"attention weights must have shape (..., T, T); got {tuple(w.shape)}")
     return w

@@ -53,7 +53,8 @@ def token_labels(tokens: Sequence[str] | None, T: int) -> list[str]:
     if isinstance(tokens, str):
         raise TypeError("tokens must be a list of token pieces (one string per position), not one string")
     if len(tokens) != T:
-        raise ValueError(f"got {len(tokens)} tokens for attention weights over {T} positions; give one token per position")
+        raise ValueError(f"got {len(tokens)} tokens for attention weights over {T} positions; give one "
+                         "token per position")
     return [display_token(str(t)) for t in tokens]
 
 
@@ -168,30 +169,39 @@ def _axis_inches(ax) -> float:
     return max(1.0, min(box.width * width, box.height * height))
 
 
-def layer_weights(weights, layer: int | None = None) -> np.ndarray:
-    """One layer's ``(n_head, T, T)`` weights as NumPy, from either one layer's
-    ``(n_head, T, T)`` or all layers: a list of ``(n_head, T, T)`` or ``(1, n_head, T, T)``
-    (what ``model.attention_weights`` returns for one sequence), or ``(n_layer, n_head, T, T)``;
-    ``layer`` picks one of all layers."""
+def all_layers(weights) -> list[np.ndarray]:
+    """Every layer's ``(n_head, T, T)`` weights as NumPy, from a list over layers (of ``(n_head, T, T)``
+    or ``(1, n_head, T, T)``, what ``model.attention_weights`` returns for one sequence), an
+    ``(n_layer, n_head, T, T)`` array, or one layer's ``(n_head, T, T)``."""
     if isinstance(weights, (list, tuple)):
-        if layer is None:
-            raise ValueError(f"weights hold {len(weights)} layers; pass layer=0…{len(weights) - 1}")
-        if not 0 <= layer < len(weights):
-            raise IndexError(f"layer {layer} is out of range: the weights hold layers 0…{len(weights) - 1}")
-        w = to_numpy(weights[layer])
-        if w.ndim == 4:
-            if w.shape[0] != 1:
-                raise ValueError(f"layer {layer} holds a batch of {w.shape[0]} sequences; pick one: [w[b] for w in weights]")
-            w = w[0]
+        if not weights:
+            raise ValueError("got an empty list of layers; give one (n_head, T, T) weight tensor per layer")
+        layers = [to_numpy(w) for w in weights]
+        for layer, w in enumerate(layers):
+            if w.ndim == 4 and w.shape[0] != 1:
+                raise ValueError(f"layer {layer} holds a batch of {w.shape[0]} sequences; pick one: [w[b] "
+                                 "for w in weights]")
+        layers = [w[0] if w.ndim == 4 else w for w in layers]
     else:
         w = to_numpy(weights)
-        if w.ndim == 4:
-            if layer is None:
-                raise ValueError(f"weights of shape {tuple(w.shape)} hold {w.shape[0]} layers; pass layer=0…{w.shape[0] - 1}")
-            w = w[layer]
-    if w.ndim != 3 or w.shape[-1] != w.shape[-2]:
-        raise ValueError(f"expected one layer's weights of shape (n_head, T, T); got shape {tuple(w.shape)}")
-    return w
+        layers = list(w) if w.ndim == 4 else [w]
+    for w in layers:
+        if w.ndim != 3 or w.shape[-1] != w.shape[-2]:
+            raise ValueError(f"expected one layer's weights of shape (n_head, T, T); got shape {tuple(w.shape)}")
+    return layers
+
+
+def layer_weights(weights, layer: int | None = None) -> np.ndarray:
+    """One layer's ``(n_head, T, T)`` weights as NumPy, from either one layer's ``(n_head, T, T)``
+    or all layers (see :func:`all_layers`); ``layer`` picks one of all layers."""
+    layers = all_layers(weights)
+    if not isinstance(weights, (list, tuple)) and np.ndim(weights) == 3:
+        return layers[0]  # one layer's weights
+    if layer is None:
+        raise ValueError(f"weights hold {len(layers)} layers; pass layer=0…{len(layers) - 1}")
+    if not 0 <= layer < len(layers):
+        raise IndexError(f"layer {layer} is out of range: the weights hold layers 0…{len(layers) - 1}")
+    return layers[layer]
 
 
 def grid_shape(n_head: int, max_cols: int = 6) -> tuple[int, int]:

@@ -45,13 +45,6 @@ def canvas_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def figure_png(fig: Figure) -> bytes:
-    """The whole figure drawn once and encoded as PNG (``savefig`` would draw it twice)."""
-    with quiet_glyphs():
-        fig.canvas.draw()
-    return canvas_png(fig)
-
-
 class Frames:
     """PNG frames of ``fig`` in which only the ``changing`` artists change.
 

@@ -21,22 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from minigpt2.viz.heatmap import layer_weights, to_numpy
-
-
-def all_layers(weights) -> list[np.ndarray]:
-    """Every layer's ``(n_head, T, T)`` weights from a list over layers (of ``(n_head, T, T)``
-    or ``(1, n_head, T, T)``), an ``(n_layer, n_head, T, T)`` array, or one layer's ``(n_head, T, T)``."""
-    if isinstance(weights, (list, tuple)):
-        if not weights:
-            raise ValueError("got an empty list of layers; give one (n_head, T, T) weight tensor per layer")
-        return [layer_weights(weights, layer) for layer in range(len(weights))]
-    w = to_numpy(weights)
-    if w.ndim == 4:
-        return list(w)
-    if w.ndim == 3:
-        return [layer_weights(w)]
-    raise ValueError(f"expected weights of shape (n_layer, n_head, T, T) or (n_head, T, T); got {tuple(w.shape)}")
+from minigpt2.sampling import token_bytes
+from minigpt2.viz.heatmap import all_layers
 
 
 class FixedAttention:
@@ -49,7 +35,8 @@ class FixedAttention:
         self.layers = all_layers(weights)
         T = self.layers[0].shape[-1]
         if isinstance(tokens, str) or len(tokens) != T:
-            raise ValueError(f"give the {T} token pieces the weights belong to, as a list of strings (got {tokens!r:.60})")
+            raise ValueError(f"give the {T} token pieces the weights belong to, as a list of strings (got "
+                             f"{tokens!r:.60})")
         self.tokens = [str(t) for t in tokens]
         self.text = "".join(self.tokens)
 
@@ -84,9 +71,7 @@ class ModelAttention:
     def piece(self, token_id: int) -> str:
         """The text of one token. A BPE token can hold part of a character's UTF-8 bytes;
         those bytes show as escapes (``\\xe4``) rather than as '�'."""
-        if hasattr(self.tokenizer, "decode_bytes"):
-            return self.tokenizer.decode_bytes([token_id]).decode("utf-8", errors="backslashreplace")
-        return self.tokenizer.decode([token_id])
+        return token_bytes(self.tokenizer, token_id).decode("utf-8", errors="backslashreplace")
 
     def tokenize(self, text: str) -> tuple[list[str], list[int]]:
         ids = self._encode(text)
@@ -113,7 +98,8 @@ def as_source(source, tokens: Sequence[str] | None = None):
             raise ValueError("tokens come from the source's own tokenize(); pass tokens only with fixed weights")
         return source
     if hasattr(source, "attention_weights"):
-        raise TypeError("got a model: use AttentionWidget.from_model(model, tokenizer) (or AttentionExplorer.from_model)")
+        raise TypeError("got a model: use AttentionWidget.from_model(model, tokenizer) (or "
+                        "AttentionExplorer.from_model)")
     if tokens is None:
         raise ValueError("fixed weights need their tokens: AttentionWidget(weights, tokens=[...])")
     return FixedAttention(source, tokens)

@@ -103,7 +103,8 @@ class AttentionWidget:
         return bundle
 
     def __repr__(self) -> str:
-        state = self.error or f"{len(self.current_tokens or [])} tokens, layer {self.layer.value}, head {self.head.value}"
+        state = self.error or (f"{len(self.current_tokens or [])} tokens, layer {self.layer.value}, head "
+                               f"{self.head.value}")
         return f"{type(self).__name__}({state})"
 
     # ------------------------------------------------------------------ events

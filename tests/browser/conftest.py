@@ -20,10 +20,10 @@ from __future__ import annotations
 import tempfile
 
 import pytest
-
 from chromium import CHROMIUM_ARGS, NO_CHROMIUM, NO_PLAYWRIGHT, find_chromium
 from lab_server import copy_course, start_lab
 from lab_tabs import LabTab, visit
+
 
 @pytest.fixture(scope="session")
 def chromium() -> str:

@@ -108,7 +108,8 @@ def trust(root_dir: Path, env: dict) -> None:
     notebooks = sorted(str(p) for folder in COURSE_FOLDERS for pattern in ("*.ipynb", "zh/*.ipynb")
                        for p in (root_dir / folder).glob(pattern))
     jupyter = Path(venv_python()).with_name("jupyter")
-    command = [str(jupyter), "trust", *notebooks] if jupyter.exists() else [venv_python(), "-m", "jupyter", "trust", *notebooks]
+    command = [str(jupyter), "trust", *notebooks] if jupyter.exists() else [venv_python(), "-m", "jupyter", "trust",
+                                                                            *notebooks]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
 
 
@@ -116,7 +117,8 @@ def wait_until_up(server: LabServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited during start-up; its log:\n{server.log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError("JupyterLab exited during start-up; its "
+                               f"log:\n{server.log.read_text(errors='replace')[-3000:]}")
         try:
             with urllib.request.urlopen(server.url("api/status"), timeout=5) as response:
                 if response.status == 200:

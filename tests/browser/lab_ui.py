@@ -29,6 +29,15 @@ def menu(page, top: str, command: str, timeout_ms: float = 30_000) -> None:
     page.click(f'li[data-command="{command}"]', timeout=timeout_ms)
 
 
+# Every picture's (src, base64 PNG), or null for one still decoding.
+READ_PICTURES = """imgs => Promise.all(imgs.map(async img => {
+    try { await img.decode(); } catch { return null; }  // replaced while decoding: read it again
+    const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+    let s = ''; for (const b of bytes) s += String.fromCharCode(b);
+    return [img.src, btoa(s)];
+}))"""
+
+
 class Notebook:
     """One notebook open in JupyterLab's main area."""
 
@@ -193,12 +202,7 @@ class AttentionWidgetView:
         """Every picture's PNG, read back from the browser once each has loaded and decoded."""
         deadline = time.monotonic() + timeout_s
         while True:
-            shown = self.heatmap.is_visible() and self.images.evaluate_all("""imgs => Promise.all(imgs.map(async img => {
-                try { await img.decode(); } catch { return null; }  // replaced while decoding: read it again
-                const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
-                let s = ''; for (const b of bytes) s += String.fromCharCode(b);
-                return [img.src, btoa(s)];
-            }))""")
+            shown = self.heatmap.is_visible() and self.images.evaluate_all(READ_PICTURES)
             if shown and None not in shown:
                 return [Picture(src, base64.b64decode(data)) for src, data in shown]
             if time.monotonic() > deadline:
@@ -226,7 +230,8 @@ class AttentionWidgetView:
                 return now
             if time.monotonic() > deadline:
                 which = "the heatmap" if same[0] == 0 else f"picture {same[0] + 1} of {len(now)}"
-                raise AssertionError(f"image did not change within {timeout_s:g} s after {what}: {which} stayed the same")
+                raise AssertionError(f"image did not change within {timeout_s:g} s after {what}: {which} "
+                                     "stayed the same")
             time.sleep(0.2)
 
     def wait_for_options(self, name: str, expected: list[str], timeout_s: float = 30) -> None:

@@ -22,7 +22,8 @@ def test_a_check_on_an_untouched_stub_says_not_attempted(tab, folder):
     sources = notebook.cell_sources()
     check_cell = next(i for i, source in enumerate(sources) if source.startswith("check("))
     exercise_id = re.match(r'check\("([\d.]+)"', sources[check_cell]).group(1)
-    assert "NotImplementedError" in sources[check_cell - 1], "the cell above the first check should be an untouched stub"
+    assert "NotImplementedError" in sources[check_cell - 1], ("the cell above the first check should be "
+                                                              "an untouched stub")
 
     notebook.run_cells_through(check_cell)
     output = notebook.output_text(check_cell)

@@ -14,11 +14,11 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from minigpt2.tokenizer import BPETokenizer, gpt2_tokenizer
-from minigpt2.viz import display_token
-
 from lab_server import ROOT
 from widget_steps import choosing, controls_and_heatmap_render, typing
+
+from minigpt2.tokenizer import BPETokenizer, gpt2_tokenizer
+from minigpt2.viz import display_token
 
 # Short texts every lesson's model can read (they fit a small block_size and use only
 # characters of Tiny Shakespeare); two, so that one differs in length from the lesson's own.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-
 from lab_tabs import LabTab, off_loopback, visit
 from widget_steps import choosing, controls_and_heatmap_render, typing
 
@@ -83,7 +82,8 @@ def test_the_widget_draws_and_follows_head_layer_and_text(harness, kind):
 def test_the_pictures_are_shown_in_their_own_proportions(harness, kind):
     view = harness[kind]
     shown = view.images.evaluate_all(
-        "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width, i.getBoundingClientRect().height])")
+        "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width, "
+        "i.getBoundingClientRect().height])")
     for natural_w, natural_h, w, h in shown:
         assert w / h == pytest.approx(natural_w / natural_h, rel=0.03), (
             f"{kind}: a {natural_w}×{natural_h} picture is shown squeezed to {w:.0f}×{h:.0f}")

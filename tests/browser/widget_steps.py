@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from minigpt2.viz import display_token
-
 from lab_ui import AttentionWidgetView, Picture, is_png
+
+from minigpt2.viz import display_token
 
 MIN_HEATMAP_PX = 100
 
@@ -25,7 +25,8 @@ def controls_and_heatmap_render(view: AttentionWidgetView, label: str) -> list[P
     for picture in pictures:
         assert is_png(picture), f"{label}: a picture of the widget is not a PNG image"
         assert min(picture.size) >= MIN_HEATMAP_PX, f"{label}: a picture of the widget is only {picture.size} pixels"
-    assert view.images.evaluate_all("imgs => imgs.every(i => i.naturalWidth > 0 && i.getBoundingClientRect().width > 0)"), (
+    loaded = "imgs => imgs.every(i => i.naturalWidth > 0 && i.getBoundingClientRect().width > 0)"
+    assert view.images.evaluate_all(loaded), (
         f"{label}: a picture did not load or has no size on the page")
     view.notebook.screenshot(f"{label} first heatmap", view.root, pictures)
     return pictures

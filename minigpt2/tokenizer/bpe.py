@@ -26,8 +26,9 @@ from typing import Literal
 import regex
 
 from minigpt2.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, compiled, split_text
-from minigpt2.tokenizer.simple import Pair
 from minigpt2.tokenizer.train import train_merges
+
+Pair = tuple[int, int]  # two adjacent ids; a merge turns one into a new id
 
 FILE_FORMAT = "minigpt2-bpe"
 FILE_VERSION = 1
@@ -72,18 +73,21 @@ class BPETokenizer:
 
     def _check(self) -> None:
         if sorted(self.byte_ids) != list(range(256)):
-            raise ValueError("byte_ids must give each of the 256 bytes its own id in 0..255 (a permutation of range(256)).")
+            raise ValueError("byte_ids must give each of the 256 bytes its own id in 0..255 (a permutation "
+                             "of range(256)).")
         for k, (a, b) in enumerate(self.merges):
             if not (0 <= a < 256 + k and 0 <= b < 256 + k):
                 raise ValueError(
-                    f"merge {k} ({a}, {b}) uses an id that does not exist yet: merge k may only use ids below {256 + k}."
+                    f"merge {k} ({a}, {b}) uses an id that does not exist yet: merge k may only use ids "
+                    f"below {256 + k}."
                 )
         first_free = 256 + len(self.merges)
         for text, i in self.special_tokens.items():
             if not text:
                 raise ValueError("a special token cannot be the empty string.")
             if i < first_free:
-                raise ValueError(f"special token {text!r} has id {i}, which a byte or a merge already uses; give it an id ≥ {first_free}.")
+                raise ValueError(f"special token {text!r} has id {i}, which a byte or a merge already uses; give it an "
+                                 f"id ≥ {first_free}.")
         if len(set(self.special_tokens.values())) != len(self.special_tokens):
             raise ValueError(f"two special tokens share an id: {self.special_tokens}")
 
@@ -168,7 +172,8 @@ class BPETokenizer:
                 token = found.group()
                 raise ValueError(
                     f"the text contains the special token {token!r}, which is disallowed. To encode it as the special "
-                    f"token, pass allowed_special={{{token!r}}}; to encode it as plain text, pass disallowed_special=()."
+                    f"token, pass allowed_special={{{token!r}}}; to encode it as plain text, pass "
+                    "disallowed_special=()."
                 )
         _check_allowed(allowed_special)
         allowed = allowed_special & self.special_tokens.keys()
@@ -197,9 +202,11 @@ class BPETokenizer:
         for i in ids:
             token_id = operator.index(i)  # TypeError for a non-integer, as tiktoken
             if not 0 <= token_id < 2**32:
-                raise OverflowError(f"token id {token_id} is out of range: ids are 0 … {self.vocab_size - 1} (tiktoken reads them as unsigned 32-bit)")
+                raise OverflowError(f"token id {token_id} is out of range: ids are 0 … {self.vocab_size - 1} (tiktoken "
+                                    "reads them as unsigned 32-bit)")
             if token_id not in self.vocab:
-                raise UnknownTokenError(f"id {token_id} is not in this tokenizer's vocabulary of {self.vocab_size} ids (0 … {max(self.vocab)})")
+                raise UnknownTokenError(f"id {token_id} is not in this tokenizer's vocabulary of {self.vocab_size} ids "
+                                        f"(0 … {max(self.vocab)})")
             parts.append(self.vocab[token_id])
         return b"".join(parts)
 
@@ -232,23 +239,29 @@ class BPETokenizer:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise TokenizerFileError(f"{path} does not exist; save a tokenizer there first with tokenizer.save(path).") from None
+            raise TokenizerFileError(
+                f"{path} does not exist; save a tokenizer there first with tokenizer.save(path)."
+            ) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise TokenizerFileError(f"{path} is not a tokenizer file written by BPETokenizer.save ({err}).") from None
         if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
-            raise TokenizerFileError(f"{path} is JSON but not a tokenizer file written by BPETokenizer.save (no \"format\": \"{FILE_FORMAT}\").")
+            raise TokenizerFileError(f"{path} is JSON but not a tokenizer file written by BPETokenizer.save (no "
+                                     f"\"format\": \"{FILE_FORMAT}\").")
         if data.get("version") != FILE_VERSION:
-            raise TokenizerFileError(f"{path} has format version {data.get('version')!r}; this minigpt2 reads version {FILE_VERSION}.")
+            raise TokenizerFileError(f"{path} has format version {data.get('version')!r}; this minigpt2 reads version "
+                                     f"{FILE_VERSION}.")
         missing = {"pattern", "special_tokens", "byte_ids", "merges"} - set(data)
         if missing:
             raise TokenizerFileError(f"{path} lacks the field(s) {sorted(missing)}.")
         try:
-            return cls(_pairs(data["merges"]), data["pattern"], _special(data["special_tokens"]), _ints(data["byte_ids"]))
+            return cls(_pairs(data["merges"]), data["pattern"], _special(data["special_tokens"]),
+                       _ints(data["byte_ids"]))
         except ValueError as err:
             raise TokenizerFileError(f"{path} is damaged: {err}") from None
 
     def __repr__(self) -> str:
-        return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
+        return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+                f"special_tokens={self.special_tokens})")
 
 
 def merge_short(ids: list[int], ranks: dict[Pair, int]) -> list[int]:
