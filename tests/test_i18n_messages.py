@@ -15,6 +15,7 @@ from babel.messages.pofile import read_po
 from minigpt2.i18n import messages
 from minigpt2.i18n.messages import _, catalog_path, ngettext, set_language, using_language
 
+
 def has_chinese(text: str) -> bool:
     """Chinese characters or Chinese (full-width) punctuation."""
     return any(unicodedata.east_asian_width(c) in "WF" for c in text)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor
-from minigpt2.i18n.messages import _
 from minigpt2.hf import is_conv1d_weight, to_hf_state_dict
+from minigpt2.i18n.messages import _
 from minigpt2.model import GPT, GPTConfig
 
 # --------------------------------------------------------------------------- 07.1

@@ -17,7 +17,6 @@ from minigpt2.grading.core import CheckFailed, call, exercise
 from minigpt2.grading.feedback import Mistake, expect_equal, expect_tensor, name_mistake, seeded_randn
 from minigpt2.i18n.messages import _
 
-
 # The package's finished versions of what these exercises build, and the libraries that have them.
 LORA = ("minigpt2.lora.LoRALinear", "minigpt2.lora.apply_lora", "minigpt2.lora.merge_lora", "peft.*")
 POOLING = ("minigpt2.finetune.classify.pool_last", "minigpt2.finetune.classify.GPTClassifier")
