@@ -101,12 +101,12 @@ def explicit_is_faster(q: torch.Tensor) -> bool:
     """Whether :func:`attention_weights` then ``@ v`` is the faster causal attention for ``q`` (B, n_head, T, head_dim).
 
     In bfloat16 on a CPU (under bf16 autocast), PyTorch's fused (flash) kernel is slow, its backward
-    above all: forward + backward at (16, 4, 128, 64) took 31.6 ms against 12.0 ms for the explicit path
-    (2.6x), at (8, 6, 256, 64) 53.6 against 30.8 ms (1.7x), one thread of an AMD EPYC with AVX512-BF16;
-    on an Intel CPU with AMX 54.3 against 48.1 ms at (8, 6, 256, 64). At T = 512 the explicit path was
-    still ahead (1.4x), at 1024 it took twice as long, and its (B, n_head, T, T) weights grow with T², so
-    it is used up to :data:`EXPLICIT_BF16_MAX_T` (benchmarks/RESULTS.md). In float32, and on GPUs, the
-    fused kernel is as fast or faster and is kept.
+    above all: forward + backward at (16, 4, 128, 64) took 2.6-2.7x as long as the explicit path, at
+    (8, 6, 256, 64) 1.5-1.7x (one thread of an AMD EPYC with AVX512-BF16; on an Intel CPU with AMX,
+    1.13x at (8, 6, 256, 64)). At T = 512 the explicit path was still ahead (1.2-1.4x), at 1024 it took
+    twice as long, and its (B, n_head, T, T) weights grow with T², so it is used up to
+    :data:`EXPLICIT_BF16_MAX_T` (``benchmarks/bench_kernels.py --only attention-bf16``, RESULTS.md).
+    In float32, and on GPUs, the fused kernel is as fast or faster and is kept.
     """
     return q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.size(-2) <= EXPLICIT_BF16_MAX_T
 
