@@ -162,12 +162,9 @@ class CausalSelfAttention(nn.Module):
             else:
                 dropout_p = self.dropout if self.training else 0.0
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)  # (B, n_head, T, head_dim)
-        elif need_weights:
+        elif need_weights or (T_past == 0 and explicit_is_faster(q)):
             mask = causal_mask(T_past + T, device=x.device)[T_past:]  # (T, T_past + T): the rows of x's tokens
             weights = attention_weights(q, k, mask)  # (B, n_head, T, T_past + T)
-            y = self.attn_dropout(weights) @ v  # (B, n_head, T, head_dim)
-        elif T_past == 0 and explicit_is_faster(q):
-            weights = attention_weights(q, k, causal_mask(T, device=x.device))  # (B, n_head, T, T)
             y = self.attn_dropout(weights) @ v  # (B, n_head, T, head_dim)
         else:
             dropout_p = self.dropout if self.training else 0.0
