@@ -16,6 +16,8 @@
   contiguous (in, out) copy of each weight, through all of GPT-2 small's weight matrices in order,
   in GB/s of weights read.
 * Attention: PyTorch's flash-attention-for-CPU backend against its math backend.
+* Attention in bf16 (under bf16 autocast): PyTorch's fused kernel against the package's explicit path
+  (scores, softmax, weights @ v), alternating, from T = 128 to 1024: where the explicit path is faster.
 * AdamW: one step of ``torch.optim.AdamW`` fused (what ``minigpt2.train.make_optimizer`` picks on a
   CPU) against ``foreach``, over the parameter groups of the two training benchmark models.
 
@@ -37,6 +39,8 @@ import minigpt2.layers
 from minigpt2.layers import gelu
 from minigpt2.model import GPT, GPTConfig
 from minigpt2.native import status as native_status
+
+CLOCK = time.perf_counter  # --clock cpu: time.thread_time (the attention-bf16 section)
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -222,6 +226,38 @@ def bench_attention_backends(repeats: int) -> None:
         print(f"| {shape} | {flash:.2f} ms | {math_:.2f} ms | {math_ / flash:.2f}× |")
 
 
+def bench_attention_bf16(repeats: int) -> None:
+    """What ``minigpt2.attention.explicit_is_faster`` rests on: causal attention forward + backward in bf16
+    (as under bf16 autocast), PyTorch's fused kernel against the package's explicit path, alternating."""
+    from minigpt2.attention import attention_weights, causal_mask
+
+    print("\n### Causal attention in bf16, forward + backward: PyTorch's fused kernel against the explicit path\n")
+    print("| (B, heads, T, head_dim) | fused (flash) | explicit | fused / explicit | largest error, fused | explicit |")
+    print("|---|---|---|---|---|---|")
+    for shape in ((16, 4, 128, 64), (8, 6, 256, 64), (4, 12, 512, 64), (2, 12, 1024, 64)):
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(shape, generator=g).bfloat16().requires_grad_() for _ in range(3))
+        grad = torch.randn(shape, generator=g).bfloat16()
+        paths = {
+            "fused": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            "explicit": lambda: attention_weights(q, k, causal_mask(shape[2])) @ v,  # (B, heads, T, head_dim)
+        }
+        exact = F.scaled_dot_product_attention(*(t.detach().double() for t in (q, k, v)), is_causal=True)
+        errors = {name: (path().double() - exact).abs().max().item() for name, path in paths.items()}
+        times = {name: [] for name in paths}
+        for name, path in paths.items():  # warm-up
+            path().backward(grad)
+        for r in range(repeats):
+            for name in (list(paths) if r % 2 == 0 else list(reversed(paths))):
+                start = CLOCK()
+                paths[name]().backward(grad)
+                times[name].append(CLOCK() - start)
+        ratio = statistics.median(f / e for f, e in zip(times["fused"], times["explicit"]))
+        ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+        print(f"| {shape} | {ms['fused']:.2f} ms | {ms['explicit']:.2f} ms | {ratio:.2f}× | {errors['fused']:.1e} | "
+              f"{errors['explicit']:.1e} |")
+
+
 def bench_adamw(repeats: int) -> None:
     from minigpt2.train.optim import param_groups
 
@@ -242,9 +278,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu (attention-bf16 only, with --threads 1): the one thread's CPU time, for a loaded host")
     args = parser.parse_args()
+    global CLOCK
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        if torch.get_num_threads() != 1:
+            raise SystemExit("--clock cpu needs --threads 1 (it counts the CPU time of the one thread doing the work)")
+        CLOCK = time.thread_time
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, clock: {args.clock}")
     for name, (bench, share) in SECTIONS.items():
         if not args.only or name in args.only:
             bench(max(1, int(args.repeats * share)))
@@ -257,6 +303,7 @@ SECTIONS = {  # name: (function, the fraction of --repeats it runs)
     "layouts": (bench_training_layouts, 0.5),
     "one-row": (bench_one_row, 0.5),
     "attention": (bench_attention_backends, 0.5),
+    "attention-bf16": (bench_attention_bf16, 0.2),
     "adamw": (bench_adamw, 1.0),
 }
 

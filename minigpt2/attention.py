@@ -93,6 +93,24 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).contiguous().view(B, T, n_head * head_dim)  # (B, T, C)
 
 
+# The longest sequence for which the explicit path beats PyTorch's fused kernel in bf16 on a CPU.
+EXPLICIT_BF16_MAX_T = 256
+
+
+def explicit_is_faster(q: torch.Tensor) -> bool:
+    """Whether :func:`attention_weights` then ``@ v`` is the faster causal attention for ``q`` (B, n_head, T, head_dim).
+
+    In bfloat16 on a CPU (under bf16 autocast), PyTorch's fused (flash) kernel is slow, its backward
+    above all: forward + backward at (16, 4, 128, 64) took 2.6-2.7x as long as the explicit path, at
+    (8, 6, 256, 64) 1.5-1.7x (one thread of an AMD EPYC with AVX512-BF16; on an Intel CPU with AMX,
+    1.13x at (8, 6, 256, 64)). At T = 512 the explicit path was still ahead (1.2-1.4x), at 1024 it took
+    twice as long, and its (B, n_head, T, T) weights grow with T², so it is used up to
+    :data:`EXPLICIT_BF16_MAX_T` (``benchmarks/bench_kernels.py --only attention-bf16``, RESULTS.md).
+    In float32, and on GPUs, the fused kernel is as fast or faster and is kept.
+    """
+    return q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.size(-2) <= EXPLICIT_BF16_MAX_T
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with GPT-2's parameter names.
 
@@ -103,7 +121,8 @@ class CausalSelfAttention(nn.Module):
     ``F.scaled_dot_product_attention``. ``forward(x, need_weights=True)`` returns
     ``(y, weights)`` with weights (B, n_head, T, T), computed by the explicit reference
     path so the weights can be looked at. Both paths give the same ``y``.
-    The weights returned are those before attention dropout.
+    The weights returned are those before attention dropout. Under bf16 autocast on a CPU,
+    ``forward(x)`` takes the explicit path too, where it is the faster (:func:`explicit_is_faster`).
 
     ``forward(x, kv_cache=layer_cache)`` (a :class:`~minigpt2.kv_cache.LayerKVCache`, lesson 09):
     x holds only the tokens after those already cached; their keys and values are appended
@@ -145,7 +164,7 @@ class CausalSelfAttention(nn.Module):
                 dropout_p = self.dropout if self.training else 0.0
                 # (B, n_head, T, head_dim)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
-        elif need_weights:
+        elif need_weights or (T_past == 0 and explicit_is_faster(q)):
             mask = causal_mask(T_past + T, device=x.device)[T_past:]  # (T, T_past + T): the rows of x's tokens
             weights = attention_weights(q, k, mask)  # (B, n_head, T, T_past + T)
             y = self.attn_dropout(weights) @ v  # (B, n_head, T, head_dim)
@@ -169,4 +188,5 @@ __all__ = [
     "split_heads",
     "merge_heads",
     "CausalSelfAttention",
+    "explicit_is_faster",
 ]

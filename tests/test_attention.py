@@ -1,15 +1,19 @@
 """minigpt2.attention against PyTorch's F.scaled_dot_product_attention."""
 
+import copy
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from minigpt2 import attention
 from minigpt2.attention import (
+    EXPLICIT_BF16_MAX_T,
     CausalSelfAttention,
     attention_weights,
     causal_mask,
+    explicit_is_faster,
     merge_heads,
     scaled_dot_product_attention,
     split_heads,
@@ -250,3 +254,39 @@ def test_feeding_tokens_through_a_kv_cache_equals_the_whole_sequence(chunks, nee
         pieces.append(out)
         start += n
     torch.testing.assert_close(torch.cat(pieces, dim=1), whole, atol=1e-12, rtol=0)
+
+
+# ----------------------------------------------------------------------------- bf16 on a CPU
+
+
+def test_the_explicit_path_is_taken_in_bf16_on_a_cpu_up_to_its_length_limit():
+    q = torch.zeros(2, 4, EXPLICIT_BF16_MAX_T, 8)
+    assert explicit_is_faster(q.bfloat16())
+    assert not explicit_is_faster(q)  # float32: the fused kernel
+    assert not explicit_is_faster(torch.zeros(2, 4, EXPLICIT_BF16_MAX_T + 1, 8, dtype=torch.bfloat16))
+
+
+def test_under_bf16_autocast_the_explicit_path_is_as_accurate_as_torchs_fused_kernel(monkeypatch):
+    """The output and the gradients under bf16 autocast, against float64: the explicit path that
+    ``forward(x)`` takes there errs no more than PyTorch's fused bf16 kernel (to within 1.5x)."""
+    torch.manual_seed(7)
+    attn = CausalSelfAttention(config(n_embd=64, n_head=4))
+    x, grad_y = torch.randn(3, 40, 64), torch.randn(3, 40, 64)
+
+    def run(module, dtype, explicit=False):
+        monkeypatch.setattr(attention, "explicit_is_faster", lambda q: explicit)
+        module.zero_grad()
+        inp = x.to(dtype, copy=True).requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.float32):
+            y = module(inp)  # float32 weights and input, bf16 inside; or float64 throughout
+        y.backward(grad_y.to(y.dtype))
+        return [y, inp.grad, *(p.grad for p in module.parameters())]
+
+    exact = run(copy.deepcopy(attn).double(), torch.float64)
+    errors = {}
+    for explicit in (True, False):
+        got = run(attn, torch.float32, explicit)
+        errors[explicit] = [((a.double() - e).abs().max() / e.abs().max()).item() for a, e in zip(got, exact)]
+    for mine, torchs in zip(errors[True], errors[False]):
+        assert mine < 0.03  # a few bf16 roundings (2**-8 each) of the largest value
+        assert mine <= 1.5 * torchs + 1e-3, (errors[True], errors[False])
