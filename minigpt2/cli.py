@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     translate.add_argument("--lang", default="zh", choices=LANGUAGES, help="the language to write (default zh)")
     translate.add_argument("--root", type=Path, default=Path("."), help="the course repository (default: here)")
-    translate.add_argument("--check", action="store_true", help="write nothing; exit 1 if a translated notebook is out of date")
+    translate.add_argument("--check", action="store_true",
+                           help="write nothing; exit 1 if a translated notebook is out of date")
     translate.add_argument("--partial", action="store_true",
                            help="while a translation is in progress: keep the English text of the cells it lacks")
     translate.set_defaults(run=cmd_translate)

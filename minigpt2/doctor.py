@@ -40,7 +40,8 @@ def _torch() -> list[Finding]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(0)
         detail = _("cuda: {name}, {gib:.0f} GiB, bf16 {bf16}").format(
-            name=props.name, gib=props.total_memory / 2**30, bf16=_("yes") if torch.cuda.is_bf16_supported() else _("no"))
+            name=props.name, gib=props.total_memory / 2**30,
+            bf16=_("yes") if torch.cuda.is_bf16_supported() else _("no"))
     elif device.type == "mps":
         detail = _("mps (Apple GPU)")
     else:
@@ -165,7 +166,8 @@ def _cjk_font() -> Finding:
         advice = _("install one: `sudo apt-get install fonts-noto-cjk` (Debian, Ubuntu), `sudo dnf install "
                    "google-noto-sans-cjk-fonts` (Fedora), then run `minigpt2 doctor` again")
     else:  # macOS has PingFang SC, Windows Microsoft YaHei
-        advice = _("this system normally comes with one (PingFang SC on macOS, Microsoft YaHei on Windows): reinstall it")
+        advice = _("this system normally comes with one (PingFang SC on macOS, Microsoft YaHei on Windows): "
+                   "reinstall it")
     detail = (_("none found: Chinese text in plots shows as empty boxes") if needed else
               _("none found: Chinese text in plots shows as empty boxes (the English course does not need one)"))
     return Finding(not needed, what, detail, advice)

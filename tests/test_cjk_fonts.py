@@ -56,7 +56,8 @@ def test_doctor_names_the_font_it_found(monkeypatch):
     assert finding.ok and finding.detail.startswith("WenQuanYi Zen Hei") and finding.advice == ""
 
 
-@pytest.mark.parametrize("lang, ok, boxes", [("zh", False, "图中的中文会显示成空白方框"), ("", True, "shows as empty boxes")])
+@pytest.mark.parametrize("lang, ok, boxes", [("zh", False, "图中的中文会显示成空白方框"),
+                                             ("", True, "shows as empty boxes")])
 def test_doctor_without_a_cjk_font_says_how_to_install_one(monkeypatch, capsys, lang, ok, boxes):
     monkeypatch.setattr(utils, "cjk_font", lambda: None)
     monkeypatch.setattr(font_manager, "findSystemFonts", lambda: ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"])
@@ -79,7 +80,8 @@ def test_doctor_on_macos_or_windows_points_to_the_system_font(monkeypatch):
 
 def test_doctor_spots_a_font_installed_after_matplotlib_listed_its_fonts(monkeypatch):
     monkeypatch.setattr(utils, "cjk_font", lambda: None)
-    monkeypatch.setattr(font_manager, "findSystemFonts", lambda: ["/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"])
+    monkeypatch.setattr(font_manager, "findSystemFonts",
+                        lambda: ["/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"])
     monkeypatch.setenv("MINIGPT2_LANG", "zh")
     finding = doctor._cjk_font()
     assert not finding.ok and finding.detail.startswith("NotoSansCJK-Regular.ttc ")

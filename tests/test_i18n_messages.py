@@ -47,7 +47,8 @@ def chinese():
 def test_every_message_has_a_chinese_translation_with_the_same_placeholders():
     template, catalog = entries(messages.TEMPLATE), entries(catalog_path("zh_CN"))
     assert len(template) > 400  # the grader's, the checks', the CLI's, doctor's and the widgets' messages
-    assert set(template) <= set(catalog), f"not in the zh_CN catalog: {sorted(set(template) - set(catalog), key=str)[:5]}"
+    assert set(template) <= set(catalog), (
+        f"not in the zh_CN catalog: {sorted(set(template) - set(catalog), key=str)[:5]}")
     for msgid in template:
         entry = catalog[msgid]
         english = [msgid] if isinstance(msgid, str) else list(msgid)
@@ -64,7 +65,8 @@ def test_the_template_is_up_to_date_with_the_sources(tmp_path):
     messages.extract(fresh)
     now, committed = set(entries(fresh)), set(entries(messages.TEMPLATE))
     assert now == committed, ("the sources' messages changed: run `make messages` and translate the new ones. "
-                              f"New: {sorted(now - committed, key=str)[:5]}; gone: {sorted(committed - now, key=str)[:5]}")
+                              f"New: {sorted(now - committed, key=str)[:5]}; "
+                              f"gone: {sorted(committed - now, key=str)[:5]}")
 
 
 def test_the_language_comes_from_set_language_then_the_environment(monkeypatch):
@@ -114,7 +116,8 @@ def test_check_stays_english_by_default(capsys, english):
 
     check("03.1", wrong_attention_scores)
     out = capsys.readouterr().out
-    assert out.startswith("❌ Exercise 03.1 — Scaled attention scores: 0/1 points. missing √d: you return q·kᵀ unscaled."), out
+    assert out.startswith("❌ Exercise 03.1 — Scaled attention scores: 0/1 points. "
+                          "missing √d: you return q·kᵀ unscaled."), out
 
 
 def test_a_zh_notebook_is_graded_in_chinese_in_the_grader_and_in_its_kernel(root, tmp_path, english):

@@ -60,15 +60,18 @@ def course(tmp_path: Path) -> Path:
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "solutions").mkdir()
     nbformat.write(lesson(["# Attention\n\nDo [the exercises](../exercises/03_attention.ipynb).",
-                           'A "quoted" \\ backslash,\n\n![a picture](../docs/heads.png)']), tmp_path / "notebooks" / "03_attention.ipynb")
-    solution = lesson(["### Exercise 03.1 — Scores (★☆☆, 1 point)\n\nRead [the lesson](../notebooks/03_attention.ipynb)."],
+                           'A "quoted" \\ backslash,\n\n![a picture](../docs/heads.png)']),
+                   tmp_path / "notebooks" / "03_attention.ipynb")
+    solution = lesson(["### Exercise 03.1 — Scores (★☆☆, 1 point)\n\n"
+                       "Read [the lesson](../notebooks/03_attention.ipynb)."],
                       code="def scores(q, k):\n    # BEGIN SOLUTION\n    return q @ k.T\n    # END SOLUTION")
     nbformat.write(solution, tmp_path / "solutions" / "03_attention.ipynb")
     translate_by_text(tmp_path / "notebooks" / "03_attention.ipynb", tmp_path,
                       {"# Attention": "# 注意力", "Do [the exercises]": "去做[练习]",
                        'A "quoted" \\ backslash,': '一个“引号” "quoted" \\ 反斜杠，', "a picture": "一张图"})
     translate_by_text(tmp_path / "solutions" / "03_attention.ipynb", tmp_path,
-                      {"Exercise 03.1 — Scores (★☆☆, 1 point)": "练习 03.1 — 分数（★☆☆，1 分）", "Read [the lesson]": "先读[课程]"},
+                      {"Exercise 03.1 — Scores (★☆☆, 1 point)": "练习 03.1 — 分数（★☆☆，1 分）",
+                       "Read [the lesson]": "先读[课程]"},
                       kind="solutions")
     return tmp_path
 
@@ -94,7 +97,8 @@ def test_a_twin_has_the_translation_and_everything_else_of_the_english_run(tmp_p
     assert twin.metadata.widgets == english.metadata.widgets
     assert twin.metadata.minigpt2.language == "zh"
     exercises = nbformat.read(root / "exercises" / "zh" / "03_attention.ipynb", as_version=4)
-    assert exercises.cells[0].source.startswith("### 练习 03.1 — 分数（★☆☆，1 分）\n\n先读[课程](../../notebooks/zh/03_attention.ipynb)")
+    assert exercises.cells[0].source.startswith("### 练习 03.1 — 分数（★☆☆，1 分）\n\n"
+                                                "先读[课程](../../notebooks/zh/03_attention.ipynb)")
     assert exercises.cells[1].source.endswith('raise NotImplementedError("练习 03.1（分数）：请把这一行换成你的代码")')
     assert exercises.cells[1].outputs == [] and exercises.metadata.minigpt2.language == "zh"
     assert cli(["translate", "--root", str(root), "--check"]) == 0
@@ -110,7 +114,8 @@ def test_stale_and_missing_translations_are_errors_naming_notebook_and_cells(tmp
     with pytest.raises(TranslationError) as err:
         expected_twins(root)
     assert str(err.value) == ("notebooks/03_attention.ipynb: no translation for cells: newcell\n"
-                              "notebooks/03_attention.ipynb: the English text changed since these cells were translated: cell0")
+                              "notebooks/03_attention.ipynb: the English text changed since these cells were "
+                              "translated: cell0")
     assert cli(["translate", "--root", str(root)]) == 2
     assert "newcell" in capsys.readouterr().err and not (root / "notebooks" / "zh").exists()
     # --partial writes them, in English, and says so
@@ -152,7 +157,8 @@ def test_a_twin_left_without_catalog_is_out_of_date_and_removed(tmp_path, capsys
     root = course(tmp_path)
     assert cli(["translate", "--root", str(root)]) == 0
     catalog_path(root, "solutions", "03_attention.ipynb").unlink()
-    assert out_of_date(root) == ["notebooks/zh/03_attention.ipynb differs from what its English notebook and catalog give",
+    assert out_of_date(root) == ["notebooks/zh/03_attention.ipynb differs from what its English notebook and "
+                                 "catalog give",
                                  "solutions/zh/03_attention.ipynb has no catalog",
                                  "exercises/zh/03_attention.ipynb has no catalog"]
     assert cli(["translate", "--root", str(root)]) == 0
@@ -178,11 +184,15 @@ def test_relative_links_resolve_from_the_zh_folder(target, kind, expected):
 
 
 def test_links_are_found_in_markdown_html_and_references_but_not_in_code_blocks():
-    text = ('See ![p](../docs/x.png "title") and <img src="../docs/y.png" width=300>, <a href=\'../README.md\'>it</a>.\n'
-            "```\n[not a link](../docs/x.png)\n```\n[ref]: ../docs/z.png\n~~~\n![no](../docs/x.png)\n~~~\n[after](../docs/w.png)")
+    text = ('See ![p](../docs/x.png "title") and <img src="../docs/y.png" width=300>, '
+            '<a href=\'../README.md\'>it</a>.\n'
+            "```\n[not a link](../docs/x.png)\n```\n[ref]: ../docs/z.png\n"
+            "~~~\n![no](../docs/x.png)\n~~~\n[after](../docs/w.png)")
     assert rewrite_links(text, "notebooks", "zh", lambda path: False) == (
-        'See ![p](../../docs/x.png "title") and <img src="../../docs/y.png" width=300>, <a href=\'../../README.md\'>it</a>.\n'
-        "```\n[not a link](../docs/x.png)\n```\n[ref]: ../../docs/z.png\n~~~\n![no](../docs/x.png)\n~~~\n[after](../../docs/w.png)")
+        'See ![p](../../docs/x.png "title") and <img src="../../docs/y.png" width=300>, '
+        '<a href=\'../../README.md\'>it</a>.\n'
+        "```\n[not a link](../docs/x.png)\n```\n[ref]: ../../docs/z.png\n"
+        "~~~\n![no](../docs/x.png)\n~~~\n[after](../../docs/w.png)")
 
 
 def test_the_committed_zh_notebooks_are_what_minigpt2_translate_writes():
@@ -197,7 +207,8 @@ def test_every_relative_link_of_the_zh_notebooks_resolves():
             for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
                 if cell["cell_type"] != "markdown":
                     continue
-                for target in re.findall(r"\]\(\s*<?([^)\s>]+)|(?:src|href)\s*=\s*[\"']([^\"']+)", "".join(cell["source"])):
+                for target in re.findall(r"\]\(\s*<?([^)\s>]+)|(?:src|href)\s*=\s*[\"']([^\"']+)",
+                                         "".join(cell["source"])):
                     target = re.sub(r"[#?].*", "", target[0] or target[1])
                     if target and not re.match(r"[a-z]+:|/", target) and not (path.parent / target).exists():
                         broken.append(f"{path.relative_to(ROOT)}, cell {cell['id']}: {target}")
@@ -222,7 +233,8 @@ def test_nbval_does_not_collect_the_zh_notebooks():
     assert (ROOT / "notebooks" / "zh").is_dir(), "no zh notebooks to leave out: run `minigpt2 translate`"
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "notebooks/zh", "solutions/zh"],
                           cwd=ROOT, capture_output=True, text=True)
-    assert "/zh/" not in done.stdout and done.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, done.stdout + done.stderr
+    assert "/zh/" not in done.stdout and done.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, (
+        done.stdout + done.stderr)
 
 
 def test_the_chinese_readme_is_linked_from_the_readme_and_its_links_resolve():

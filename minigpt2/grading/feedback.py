@@ -79,8 +79,8 @@ def broken_property(got: torch.Tensor, expected: torch.Tensor) -> str | None:
                         "on its own (a sum over dim=-1 with keepdim=True)."))
             sums = g.sum(-1)
             bad = _index(int(torch.argmax((sums - 1).abs().nan_to_num(float("inf")))), sums.shape)
-            return (_("each row should add up to 1 (they are probabilities), but row {bad} adds up to {total:.4g}.").format(
-                bad=bad, total=sums[bad].item()))
+            return (_("each row should add up to 1 (they are probabilities), but row {bad} adds up to "
+                      "{total:.4g}.").format(bad=bad, total=sums[bad].item()))
     if e.dim() >= 2 and e.size(-1) == e.size(-2) > 1:
         future = torch.ones(e.shape[-2:], dtype=torch.bool).triu(1)
         if bool((e[..., future] == 0).all()) and bool((g[..., future] != 0).any()):
@@ -112,8 +112,10 @@ def expect_tensor(
     if tuple(got.shape) != tuple(expected.shape):
         name_mistake(got, mistakes, atol, rtol)
         accident = (_(" A shape broadcast by accident? Adding or multiplying a (T,) and a (T, 1) tensor gives (T, "
-                "T); keepdim=True keeps the axis a reduction removes.")) if _broadcast_by_accident(got.shape, expected.shape) else ""
-        raise CheckFailed(_("{what} has shape {got_shape}, but it should have shape {expected_shape}.{accident}").format(
+                "T); keepdim=True keeps the axis a reduction removes.")
+                    if _broadcast_by_accident(got.shape, expected.shape) else "")
+        raise CheckFailed(_("{what} has shape {got_shape}, but it should have shape "
+                            "{expected_shape}.{accident}").format(
             what=what, got_shape=tuple(got.shape), expected_shape=tuple(expected.shape), accident=accident))
     if check_dtype and got.dtype != expected.dtype:
         raise CheckFailed(_("{what} has dtype {got_dtype}, but it should have dtype {expected_dtype}.").format(
@@ -133,7 +135,8 @@ def expect_tensor(
     raise CheckFailed(
         _("{what} has the right shape but the wrong values: at index {where} it is {got:.6g} where the reference "
                 "gives {expected:.6g} (largest difference {diff_max:.3g}).").format(
-                what=what, where=where, got=got[where].item(), expected=expected[where].item(), diff_max=diff.max().item())
+                what=what, where=where, got=got[where].item(), expected=expected[where].item(),
+                diff_max=diff.max().item())
     )
 
 
@@ -146,4 +149,5 @@ def expect_equal(got: Any, expected: Any, *, what: str | None = None, mistakes: 
     if type(got) is not type(expected) and not (isinstance(got, (int, float)) and isinstance(expected, (int, float))):
         raise CheckFailed(_("{what} should be a {expected_type}, but it is a {got_type} ({got!r}).").format(
             what=what, expected_type=type(expected).__name__, got_type=type(got).__name__, got=got))
-    raise CheckFailed(_("{what} is {got!r}, but it should be {expected!r}.").format(what=what, got=got, expected=expected))
+    raise CheckFailed(_("{what} is {got!r}, but it should be {expected!r}.").format(
+        what=what, got=got, expected=expected))

@@ -27,7 +27,8 @@ END = "# END SOLUTION"
 # The word is the notebook's language's: "Exercise" (English) or "练习" (Chinese); a trailing "(★★☆, 2 points)" or
 # "（★★☆，2 分）" is not part of the title.
 HEADING = re.compile(
-    r"^#+\s*(?P<word>Exercise|练习)\s+(?P<id>\d\d\.\d+)\s*[—–:：-]+\s*(?P<title>.+?)\s*([(（].*[)）])?\s*$", re.MULTILINE
+    r"^#+\s*(?P<word>Exercise|练习)\s+(?P<id>\d\d\.\d+)\s*[—–:：-]+\s*(?P<title>.+?)\s*"
+    r"([(（].*[)）])?\s*$", re.MULTILINE
 )
 
 

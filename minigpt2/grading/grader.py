@@ -196,7 +196,8 @@ def _grade_one(ex: Exercise, session, state: dict, trees, in_source: set[str], f
     if finding is not None:
         where = _("It is in your code (cell {cell}, line {line}).").format(
             cell=finding.cell, line=finding.line)
-        return Result(ex.id, _(ex.title), ex.points, 0, False, "not allowed", forbidden_message(finding.what, ex, where))
+        return Result(ex.id, _(ex.title), ex.points, 0, False, "not allowed",
+                      forbidden_message(finding.what, ex, where))
     return run_exercise(ex, Learner(session, ex.name))
 
 

@@ -250,7 +250,8 @@ class KernelSession:
             return {"kind": "died", "message": _("the kernel died while it ran")}
         try:
             if os.path.getsize(response) > MAX_ANSWER_BYTES:
-                return {"kind": "raised", "type": "ValueError", "message": _("it returned more data than the grader reads")}
+                return {"kind": "raised", "type": "ValueError",
+                        "message": _("it returned more data than the grader reads")}
             with open(response, encoding="utf-8") as f:
                 answer = json.load(f)
         except (OSError, ValueError):
@@ -268,8 +269,8 @@ class KernelSession:
                 answer["value"] = wire.decode(answer["value"])
                 answer["changed"] = {str(k): wire.decode(v) for k, v in dict(answer.get("changed") or {}).items()}
             except (ValueError, TypeError, KeyError, RuntimeError) as err:
-                return {"kind": "raised", "type": _("an error"), "message": _("its answer could not be read ({err})").format(
-                    err=err)}
+                return {"kind": "raised", "type": _("an error"),
+                        "message": _("its answer could not be read ({err})").format(err=err)}
         return {k: v for k, v in answer.items() if k in ("value", "changed", "kind", "type", "message", "where")}
 
 

@@ -32,7 +32,8 @@ def check_count_linear_params(count_linear_params):
         got = call(count_linear_params, n_in, n_out, bias)
         expected = sum(p.numel() for p in torch.nn.Linear(n_in, n_out, bias=bias, device="meta").parameters())
         mistakes = [
-            Mistake(n_in * n_out + n_in, _("the bias has one entry per OUTPUT feature (n_out), not per input feature.")),
+            Mistake(n_in * n_out + n_in,
+                    _("the bias has one entry per OUTPUT feature (n_out), not per input feature.")),
             Mistake(n_in * n_out + n_out, _("with bias=False there is no bias vector: count only the weight matrix.")),
             Mistake(n_in * n_out, _("you forgot the bias: it adds n_out parameters when bias=True.")),
         ]
@@ -66,7 +67,8 @@ def check_softmax(softmax):
             _reference_softmax(x),
             what=_("softmax of a tensor of shape {x_shape}").format(x_shape=tuple(x.shape)),
             mistakes=[
-                Mistake(torch.exp(x), _("you return exp(x) without dividing by the sum: the outputs must add up to 1.")),
+                Mistake(torch.exp(x),
+                        _("you return exp(x) without dividing by the sum: the outputs must add up to 1.")),
                 Mistake(torch.softmax(x, dim=0), _("the softmax is taken over the wrong axis: normalise over the "
                         "LAST dimension (dim=-1), so that each row adds up to 1.")),
                 Mistake(torch.exp(x) / torch.exp(x).sum(), _("you divided by the sum over the whole tensor; divide "

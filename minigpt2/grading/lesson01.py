@@ -173,7 +173,8 @@ def check_train(learner_train):
             raise CheckFailed(_("on train({text!r}, {vocab_size}): {err} When the text has become a single token (or "
                     "was empty) there is no pair left to merge: stop the loop early.").format(
                     text=text, vocab_size=vocab_size, err=err)) from None
-        expect_equal(got if not isinstance(got, list) else [tuple(p) for p in got], expected, what=f"train({text!r}, {vocab_size})")
+        expect_equal(got if not isinstance(got, list) else [tuple(p) for p in got], expected,
+                     what=f"train({text!r}, {vocab_size})")
 
 
 def _train(text, vocab_size, ties="smaller", first_id=256, recount_original=False):
@@ -299,7 +300,8 @@ def check_recover_merges(learner_recover_merges):
         if err.raised == "ValueError" and "unpack" in str(err):
             raise CheckFailed(_("{err} BPE did not stop at two pieces. Skip the 256 single bytes (they are not "
                     "merges), and encode each longer token with exactly the ranks BELOW its own: with its own rank "
-                    "allowed BPE merges it back into one piece, with fewer it stops at three or more.").format(err=err)) from None
+                    "allowed BPE merges it back into one piece, with fewer it stops at three or more.").format(
+                    err=err)) from None
         raise
     if isinstance(got, dict) and got and all(isinstance(k, tuple) and k and isinstance(k[0], bytes) for k in got):
         raise CheckFailed(_("the keys are pairs of bytes; they should be pairs of ranks (ids), like (220, 83) for "

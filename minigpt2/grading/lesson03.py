@@ -58,8 +58,8 @@ def check_make_causal_mask(make_causal_mask):
         expected = causal_mask(T)
         got = call(make_causal_mask, T)
         if not isinstance(got, torch.Tensor):
-            raise CheckFailed(_("make_causal_mask({T}) should return a torch.Tensor, but it returns a {got_type}.").format(
-                T=T, got_type=type(got).__name__))
+            raise CheckFailed(_("make_causal_mask({T}) should return a torch.Tensor, but it returns a "
+                                "{got_type}.").format(T=T, got_type=type(got).__name__))
         zeros_and_ones = got.dtype != torch.bool and torch.isin(got, torch.tensor([0, 1], dtype=got.dtype)).all()
         as_bool = got.bool() if zeros_and_ones else got
         expect_tensor(
@@ -99,7 +99,8 @@ def check_masked_softmax(masked_softmax):
             scores_shape=tuple(scores.shape), T=T)
         got = call(masked_softmax, scores.clone(), mask.clone())
         inverted = torch.softmax(scores.masked_fill(mask, NEG_INF), dim=-1)
-        if isinstance(got, torch.Tensor) and got.shape == inverted.shape and torch.allclose(got, inverted, equal_nan=True):
+        if (isinstance(got, torch.Tensor) and got.shape == inverted.shape
+                and torch.allclose(got, inverted, equal_nan=True)):
             raise CheckFailed(_("you filled -inf where the mask is True; True means 'may attend', so fill where it "
                     "is False: scores.masked_fill(~mask, float('-inf')). (The last row came out all NaN: every key "
                     "of it was masked.)"))
@@ -138,7 +139,8 @@ def check_causal_attention(causal_attention):
         if not (isinstance(got, tuple) and len(got) == 2):
             raise CheckFailed(_("{what} should return a pair (out, weights); it returns {got_type}").format(
                 what=what, got_type=type(got).__name__)
-                              + (_(" of length {n_got}").format(n_got=len(got)) if isinstance(got, (tuple, list)) else "") + ".")
+                              + (_(" of length {n_got}").format(n_got=len(got))
+                                 if isinstance(got, (tuple, list)) else "") + ".")
         out, weights = got
         mask = causal_mask(T)
         raw = q @ k.transpose(-2, -1)  # (..., T, T)
@@ -161,7 +163,8 @@ def check_causal_attention(causal_attention):
                         "axis: normalise each query's row of scores, dim=-1.")),
                 Mistake(both(_softmax_masked(scaled, mask.T)), _("transposed mask: queries attend to the keys after "
                         "them. Keep the lower triangle (torch.tril): row i may see columns 0…i.")),
-                Mistake(both(torch.softmax(scaled, dim=-1)), _("no causal mask: every position attends to the future.")),
+                Mistake(both(torch.softmax(scaled, dim=-1)),
+                        _("no causal mask: every position attends to the future.")),
             ]
 
         expect_tensor(weights, ref_weights, what=_("the weights of {what}").format(what=what), mistakes=mistakes(0))

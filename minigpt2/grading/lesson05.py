@@ -51,7 +51,8 @@ def check_gelu(gelu_fn):
         got = call(gelu_fn, x)
         if not torch.equal(x, original):
             raise CheckFailed(_("your gelu changed its input tensor in place; compute a new tensor instead."))
-        expect_tensor(got, gelu(x), what=_("gelu(x) for x of shape {x_shape}").format(x_shape=tuple(x.shape)), atol=1e-6, rtol=1e-5, mistakes=mistakes)
+        expect_tensor(got, gelu(x), what=_("gelu(x) for x of shape {x_shape}").format(x_shape=tuple(x.shape)),
+                      atol=1e-6, rtol=1e-5, mistakes=mistakes)
 
 
 # --------------------------------------------------------------------------- 05.2
@@ -94,7 +95,8 @@ def check_mlp_forward(mlp_forward):
                         "layers, mlp.c_fc(x), or add mlp.c_fc.bias and mlp.c_proj.bias.")),
             ]
             got = call(mlp_forward, x.clone(), MLPParameters(mlp))
-        expect_tensor(got, expected, what=_("mlp_forward(x of shape {shape})").format(shape=(B, T, C)), mistakes=mistakes)
+        expect_tensor(got, expected, what=_("mlp_forward(x of shape {shape})").format(shape=(B, T, C)),
+                      mistakes=mistakes)
 
 
 # --------------------------------------------------------------------------- 05.3

@@ -143,7 +143,8 @@ def check_pre_ln_block(pre_ln_block):
                 Mistake(h + mlp(h), _("the MLP reads the stream without ln_2: x = x + mlp(ln_2(x)).")),
             ]
             got = call(pre_ln_block, x.clone(), BlockParts(block))
-        expect_tensor(got, expected, what=_("pre_ln_block(x of shape {shape})").format(shape=(B, T, C)), mistakes=mistakes)
+        expect_tensor(got, expected, what=_("pre_ln_block(x of shape {shape})").format(shape=(B, T, C)),
+                      mistakes=mistakes)
 
 
 # --------------------------------------------------------------------------- 06.3
@@ -200,11 +201,12 @@ def check_grad_norm_per_block(grad_norm_per_block):
         try:
             values = torch.tensor([float(v) for v in got], dtype=torch.float64)
         except (TypeError, ValueError):
-            raise CheckFailed(_("grad_norm_per_block should return a list of numbers, one per block; got {got!r:.80}").format(
-                got=got)) from None
+            raise CheckFailed(_("grad_norm_per_block should return a list of numbers, one per block; got "
+                                "{got!r:.80}").format(got=got)) from None
         if values.numel() != n_layer:
             raise CheckFailed(_("with {n_layer} blocks, grad_norm_per_block should return {n_layer} numbers, one per "
                     "block of model.transformer.h, but it returned {values_numel}.").format(
                     n_layer=n_layer, values_numel=values.numel()))
-        expect_tensor(values, expected, what=_("the gradient norms of a {n_layer}-block model").format(n_layer=n_layer), atol=1e-7, rtol=1e-4,
-                      mistakes=mistakes)
+        expect_tensor(values, expected,
+                      what=_("the gradient norms of a {n_layer}-block model").format(n_layer=n_layer),
+                      atol=1e-7, rtol=1e-4, mistakes=mistakes)

@@ -114,7 +114,8 @@ def check_init_gpt2_(init_gpt2_):
             if p.dim() == 1:  # a LayerNorm gain
                 if not torch.all(p == 1):
                     raise CheckFailed(_("{where}: a LayerNorm gain starts at exactly 1 (it was drawn at random, or "
-                            "zeroed?); initialise only the Linear and Embedding weights at random.").format(where=where))
+                            "zeroed?); initialise only the Linear and Embedding weights at random.").format(
+                            where=where))
                 continue
             std, mean = p.std().item(), p.mean().item()
             target = residual if name.endswith("c_proj.weight") else 0.02
@@ -126,14 +127,15 @@ def check_init_gpt2_(init_gpt2_):
             if name.endswith("c_proj.weight"):
                 if _std_matches(std, 0.02):
                     raise CheckFailed(_("{where} has std 0.02: the residual projections (attn.c_proj and mlp.c_proj) "
-                            "must be scaled down by 1/√(2·n_layer), to std 0.02/√{two_n_layer} = {residual:.4f}.").format(
+                            "must be scaled down by 1/√(2·n_layer), to std 0.02/√{two_n_layer} = "
+                            "{residual:.4f}.").format(
                             where=where, two_n_layer=2 * n_layer, residual=residual))
                 if _std_matches(std, 0.02 / math.sqrt(n_layer)):
                     raise CheckFailed(_("{where} was scaled by 1/√n_layer; each block adds TWO projections to the "
                             "residual stream (attention and MLP), so scale by 1/√(2·n_layer).").format(where=where))
                 if _std_matches(std, 0.02 / (2 * n_layer)):
-                    raise CheckFailed(_("{where} was divided by 2·n_layer; divide by its square root, √(2·n_layer).").format(
-                        where=where))
+                    raise CheckFailed(_("{where} was divided by 2·n_layer; divide by its square root, "
+                                        "√(2·n_layer).").format(where=where))
             elif _std_matches(std, residual):
                 raise CheckFailed(_("{where} was scaled like a residual projection: only the weights named c_proj "
                         "(attn.c_proj and mlp.c_proj) get the 1/√(2·n_layer); every other weight has std 0.02.").format(
@@ -256,4 +258,5 @@ def check_gpt_forward(gpt_forward):
         if isinstance(got, tuple):
             raise CheckFailed(_("gpt_forward should return the logits alone, a tensor (B, T, vocab_size), not a "
                     "tuple."))
-        expect_tensor(got, expected, what=_("gpt_forward on idx of shape {shape}").format(shape=(B, T)), mistakes=mistakes)
+        expect_tensor(got, expected, what=_("gpt_forward on idx of shape {shape}").format(shape=(B, T)),
+                      mistakes=mistakes)

@@ -253,7 +253,8 @@ def _step_twice(step_fn, grad_clip, n_micro):
     g = torch.Generator().manual_seed(n_micro)
     losses = []
     for _step in range(2):
-        batches = [(torch.randint(13, (3, 8), generator=g), torch.randint(13, (3, 8), generator=g)) for _ in range(n_micro)]
+        batches = [(torch.randint(13, (3, 8), generator=g), torch.randint(13, (3, 8), generator=g))
+                   for _ in range(n_micro)]
         args = (model, optimizer, batches, grad_clip)
         losses.append(step_fn(*args))
     weights = torch.cat([p.detach().flatten() for p in model.parameters()])
@@ -338,11 +339,13 @@ def check_mfu(mfu):
         if not isinstance(got, (int, float)):
             raise CheckFailed(_("mfu should return a number, but it returned a {got_type}.").format(
                 got_type=type(got).__name__))
-        name_mistake(float(got), [m for m in mistakes if not math.isclose(m.output, expected, rel_tol=1e-6)], atol=0, rtol=1e-6)
+        name_mistake(float(got), [m for m in mistakes if not math.isclose(m.output, expected, rel_tol=1e-6)],
+                     atol=0, rtol=1e-6)
         if not math.isclose(float(got), expected, rel_tol=1e-6):
             raise CheckFailed(
                 _("mfu({tokens_per_s:g} tokens/s, N={n_params:,}, n_layer={n_layer}, n_embd={n_embd}, "
                         "block_size={block_size}, peak={peak:g}) is {got:.6g}, but it should be {expected:.6g}: "
                         "FLOPs per token × tokens/s ÷ peak.").format(
-                        tokens_per_s=tokens_per_s, n_params=n_params, n_layer=n_layer, n_embd=n_embd, block_size=block_size, peak=peak, got=float(got), expected=expected)
+                        tokens_per_s=tokens_per_s, n_params=n_params, n_layer=n_layer, n_embd=n_embd,
+                        block_size=block_size, peak=peak, got=float(got), expected=expected)
             )

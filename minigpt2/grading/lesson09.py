@@ -213,6 +213,7 @@ def check_perplexity_from_logits(perplexity_from_logits):
                     "loss over the tokens first.")),
             Mistake(shifted, _("logits[b, t] already scores targets[b, t]: do not shift them again.")),
         ], atol=0.0, rtol=1e-6)
-        hint = _(" (all logits equal: the uniform distribution over {V} tokens)").format(V=V) if not logits.any() else ""
+        hint = (_(" (all logits equal: the uniform distribution over {V} tokens)").format(V=V)
+                if not logits.any() else "")
         raise CheckFailed(_("{what} is {got:.6g}, but it should be {expected:.6g}{hint}.").format(
             what=what, got=got, expected=expected, hint=hint))

@@ -125,7 +125,8 @@ def _as_pair(got, what: str, n_layer: int, n_head: int):
         try:
             return tuple(int(x) for x in got)
         except (TypeError, ValueError):
-            raise CheckFailed(_("{what} should return two ints (layer, head); got {got!r}.").format(what=what, got=got)) from None
+            raise CheckFailed(_("{what} should return two ints (layer, head); got {got!r}.").format(
+                what=what, got=got)) from None
     if isinstance(got, int) or (isinstance(got, torch.Tensor) and got.numel() == 1):
         return int(got)  # a flat index: named below
     raise CheckFailed(_("{what} should return a pair (layer, head); got a {got_type}: {got!r:.80}").format(
@@ -246,7 +247,8 @@ def _induction_cases():
 
         w[1] = planted(T, lambda i: [j + 1 for j in copies(i)], 0.8, seed + 50)  # an induction head
         w[2] = planted(T, copies, 0.8, seed + 60)  # a duplicate-token head
-        cases.append((w, ids, _("induction_score(weights of shape {shape}, ids={ids})").format(shape=(4, T, T), ids=ids)))
+        cases.append((w, ids, _("induction_score(weights of shape {shape}, ids={ids})").format(
+            shape=(4, T, T), ids=ids)))
     return cases
 
 

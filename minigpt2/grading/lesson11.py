@@ -95,8 +95,8 @@ def check_collate_masked(collate_masked):
         ])
         expect_tensor(targets, ref.targets, what=_("the targets of {what}").format(what=what), mistakes=[
             Mistake(_collate_variant(examples, pad_id, end_id, mask_prompt=False)[1], _("the prompt is left in the "
-                    "loss: set the targets that are prompt tokens to {IGNORE}, so only the response is learned.").format(
-                    IGNORE=IGNORE)),
+                    "loss: set the targets that are prompt tokens to {IGNORE}, so only the response is "
+                    "learned.").format(IGNORE=IGNORE)),
             Mistake(_collate_variant(examples, pad_id, end_id, mask_pad=False)[1], _("the padding is left in the "
                     "loss: pad the targets with {IGNORE}, not with pad_id.").format(IGNORE=IGNORE)),
             Mistake(_collate_variant(examples, pad_id, end_id, mask_offset=1)[1], _("you also masked the first "
@@ -206,8 +206,8 @@ def check_merge_lora_weight(merge_lora_weight):
             Mistake(alpha / r * B @ A, _("you returned the update alone: add it to W.")),
         ])
         if not torch.equal(W, before) and not torch.equal(W, got):
-            raise CheckFailed(_("{what} changed W in place into something else: return a new tensor, W + update.").format(
-                what=what))
+            raise CheckFailed(_("{what} changed W in place into something else: return a new tensor, "
+                                "W + update.").format(what=what))
 
 
 # --------------------------------------------------------------------------- 11.6

@@ -241,8 +241,8 @@ def expected_twins(root: str | Path, lang: str = "zh", partial: bool = False) ->
         problems += coverage(english, catalog).problems(f"{kind}/{name}")
         twin = translate(english, catalog, kind, lang, twins.__contains__)
         if exercise_ids(twin) != exercise_ids(english):
-            problems.append(f"{kind}/{name}: the translation's exercise headings number {', '.join(exercise_ids(twin))}, "
-                            f"the English ones {', '.join(exercise_ids(english))}")
+            problems.append(f"{kind}/{name}: the translation's exercise headings number "
+                            f"{', '.join(exercise_ids(twin))}, the English ones {', '.join(exercise_ids(english))}")
         texts[f"{kind}/{lang}/{name}"] = render(twin)
         if kind == "solutions":
             texts[f"exercises/{lang}/{name}"] = render(make_exercises(twin, name=f"solutions/{lang}/{name}"))
@@ -252,7 +252,8 @@ def expected_twins(root: str | Path, lang: str = "zh", partial: bool = False) ->
 
 
 def _present_twins(root: Path, lang: str) -> list[str]:
-    return [f"{folder}/{lang}/{path.name}" for folder in FOLDERS for path in sorted((root / folder / lang).glob("*.ipynb"))]
+    return [f"{folder}/{lang}/{path.name}" for folder in FOLDERS
+            for path in sorted((root / folder / lang).glob("*.ipynb"))]
 
 
 def out_of_date(root: str | Path, lang: str = "zh") -> list[str]:

@@ -172,7 +172,8 @@ class AttentionWidgetView:
         self.root = root
 
     def dropdown(self, name: str):
-        """The selector labelled ``name`` ("layer", "head", "token": the English label, shown in the notebook's language)."""
+        """The selector labelled ``name`` ("layer", "head", "token": the English label, shown in the notebook's
+        language)."""
         label = self.page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(self.notebook.word(name))}$"))
         return self.root.locator(".widget-dropdown").filter(has=label).locator("select")
 
@@ -258,7 +259,8 @@ class AttentionWidgetView:
             placeholder = re.escape("{" + control + "}")
             if placeholder in shown:
                 shown = shown.replace(placeholder, re.escape(value))
-                patterns.append(re.sub(r"\\\{\w+\\\}", r"\\d+", shown) + r"(?!\d)")  # the other placeholders: any number
+                # the other placeholders: any number
+                patterns.append(re.sub(r"\\\{\w+\\\}", r"\\d+", shown) + r"(?!\d)")
         return "|".join(patterns)
 
     def wait_for_message(self, pattern: str, timeout_s: float = 30) -> str:
