@@ -167,6 +167,62 @@ def train_val_split(tokens: Tokens, val_fraction: float = 0.1) -> tuple[Tokens, 
     return tokens[:n_train], tokens[n_train:]
 
 
+# --------------------------------------------------------------------------- synthetic data
+
+BOS = 0  # the id that opens every sequence of :func:`repeated_random_tokens`
+
+
+def repeated_random_tokens(
+    n_sequences: int,
+    length: int,
+    vocab_size: int,
+    copy_lengths: tuple[int, int] = (4, 11),
+    rule: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences of random tokens in which one stretch comes back later, for growing and
+    testing copying heads (Olsson et al., 2022, *In-context learning and induction heads*).
+
+    Each row starts with :data:`BOS` (id 0), then draws tokens uniformly from ``1…vocab_size-1``.
+    One stretch of a random length in ``copy_lengths`` (inclusive) is then pasted again at a
+    random later place: its start, its length and the gap before the copy all vary from row to
+    row, so no fixed offset finds the earlier copy; only reading the tokens does.
+
+    ``rule`` (a probability): each token from position 3 on is, with this probability, not random
+    but the token two places before it plus one (``vocab_size - 1`` wraps to 1), a stand-in for the
+    grammar of real text that makes the previous token worth reading. 0 gives pure noise.
+
+    Returns ``ids`` (n_sequences, length) and ``copied`` (n_sequences, length), True at the
+    tokens that copying predicts: every token of the copy but its first (nothing announces where
+    a copy starts). ``generator`` (a seeded ``torch.Generator``) makes the draws repeatable,
+    else torch's global one is used.
+    """
+    lo, hi = copy_lengths
+    if not 1 <= lo <= hi:
+        raise ValueError(f"copy_lengths should be (shortest, longest) with 1 <= shortest <= longest, got {copy_lengths!r}")
+    if length < 2 * hi + 1:
+        raise ValueError(f"length {length} cannot hold BOS and two copies of {hi} tokens: use length >= {2 * hi + 1}")
+    if vocab_size < 3:
+        raise ValueError(f"vocab_size should be at least 3 (BOS and two tokens), got {vocab_size}")
+    if not 0.0 <= rule <= 1.0:
+        raise ValueError(f"rule is a probability, between 0 and 1; got {rule!r}")
+    g = generator
+    ids = torch.randint(1, vocab_size, (n_sequences, length), generator=g)  # (N, T)
+    ids[:, 0] = BOS
+    if rule > 0:
+        for t in range(3, length):
+            follows = torch.rand(n_sequences, generator=g) < rule  # (N,)
+            ids[follows, t] = ids[follows, t - 2] % (vocab_size - 1) + 1  # 1..V-1 on a cycle
+    copied = torch.zeros(n_sequences, length, dtype=torch.bool)  # (N, T)
+    sizes = torch.randint(lo, hi + 1, (n_sequences,), generator=g)  # (N,)
+    for row, size in enumerate(sizes.tolist()):
+        source = int(torch.randint(1, length - 2 * size + 1, (), generator=g))  # the first copy: source..source+size-1
+        target = int(torch.randint(source + size, length - size + 1, (), generator=g))  # the second starts after it
+        ids[row, target : target + size] = ids[row, source : source + size]
+        copied[row, target + 1 : target + size] = True
+    return ids, copied
+
+
 # --------------------------------------------------------------------------- token files
 
 TOKEN_DTYPE = np.uint16  # GPT-2's 50,257 ids fit in 16 bits: half the bytes of int32
@@ -236,6 +292,8 @@ __all__ = [
     "get_batch",
     "TokenWindows",
     "train_val_split",
+    "BOS",
+    "repeated_random_tokens",
     "TOKEN_DTYPE",
     "write_tokens",
     "encode_to_file",

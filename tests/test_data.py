@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from torch.utils.data import DataLoader
 
 from minigpt2.data import (
+    BOS,
     CharTokenizer,
     TokenWindows,
     encode_to_file,
@@ -17,6 +18,7 @@ from minigpt2.data import (
     load_text,
     num_windows,
     read_tokens,
+    repeated_random_tokens,
     train_val_split,
     window,
     write_tokens,
@@ -217,3 +219,54 @@ def test_corpus_streams_through_a_token_file_into_batches(tmp_path, tokenizer):
     assert torch.equal(x[:, 1:], y[:, :-1])
     for row_x in x:
         assert decode(row_x.tolist()) in text
+
+
+# --------------------------------------------------------------------------- repeated random tokens
+
+
+def copy_of(row: torch.Tensor, copied: torch.Tensor) -> tuple[int, int, int]:
+    """(start of the second copy, its length, start of the first) for one row, found from the mask."""
+    marked = copied.nonzero().flatten()
+    target, size = int(marked[0]) - 1, len(marked) + 1
+    sources = [s for s in range(1, target - size + 1) if torch.equal(row[s : s + size], row[target : target + size])]
+    assert sources, "the tokens the mask marks are not a copy of an earlier stretch"
+    return target, size, sources[-1]
+
+
+def test_repeated_random_tokens_paste_one_stretch_again_at_varying_offsets():
+    ids, copied = repeated_random_tokens(200, 40, 50, copy_lengths=(4, 9), generator=torch.Generator().manual_seed(0))
+    assert ids.shape == copied.shape == (200, 40) and ids.dtype == torch.long
+    assert (ids[:, 0] == BOS).all() and ((ids[:, 1:] >= 1) & (ids[:, 1:] < 50)).all()
+    sizes, gaps = set(), set()
+    for row, marks in zip(ids, copied):
+        target, size, source = copy_of(row, marks)
+        assert 4 <= size <= 9 and source + size <= target  # the first copy ends before the second starts
+        sizes.add(size)
+        gaps.add(target - source)
+    assert sizes == set(range(4, 10)) and len(gaps) > 15  # no fixed length, no fixed offset
+
+
+def test_repeated_random_tokens_are_repeatable_and_the_rule_holds_where_asked():
+    a = repeated_random_tokens(64, 32, 20, rule=0.5, generator=torch.Generator().manual_seed(1))
+    b = repeated_random_tokens(64, 32, 20, rule=0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    ids = a[0]
+    follows = (ids[:, 3:] == ids[:, 1:-2] % 19 + 1).float().mean().item()  # token = the one two back, plus one
+    assert 0.45 < follows < 0.65, follows  # rule 0.5, plus the random tokens that agree by chance (1 in 19)
+    plain = repeated_random_tokens(64, 32, 20, generator=torch.Generator().manual_seed(1))[0]
+    assert (plain[:, 3:] == plain[:, 1:-2] % 19 + 1).float().mean().item() < 0.15
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(length=20, copy_lengths=(4, 11)), "length >= 23"),
+        (dict(copy_lengths=(5, 4)), "shortest <= longest"),
+        (dict(vocab_size=2), "at least 3"),
+        (dict(rule=1.5), "probability"),
+    ],
+)
+def test_repeated_random_tokens_bad_arguments_say_what_to_do(kwargs, message):
+    args = dict(n_sequences=2, length=32, vocab_size=20) | kwargs
+    with pytest.raises(ValueError, match=message):
+        repeated_random_tokens(**args)
