@@ -28,7 +28,8 @@ at batch 1 that traffic, not arithmetic, sets the pace. The read bandwidth is me
 here with a sum over a tensor much larger than the caches; the bound is bandwidth / bytes
 per token, and the cached path's fraction of it is reported. A second floor: the time of a
 token's matrix products alone (each weight matrix times one row, in the model's order, by the
-kernels ``generate`` uses, and nothing else), measured in every round next to the cached path. No implementation that reads float32 weights
+kernels ``generate`` uses, and nothing else), measured in every round next to the cached path. \
+No implementation that reads float32 weights
 through these kernels makes a token faster than that; the run says how the 1.3× target
 compares with both.
 
@@ -104,11 +105,13 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--preset", default="gpt2", help="model shape (a GPTConfig preset)")
     parser.add_argument("--skip-uncached", action="store_true", help="leave out the slow uncached path")
-    parser.add_argument("--batch", type=int, default=1, help="above 1: a left-padded batch of prompts of different lengths")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="above 1: a left-padded batch of prompts of different lengths")
     parser.add_argument("--bf16-weights", action="store_true",
                         help="also time GPT.generate on a bfloat16 copy of the weights (half the bytes a token reads)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: the CPU time of the one thread (with --threads 1): on a loaded host it leaves out the time other programs take")
+                        help="cpu: the CPU time of the one thread (with --threads 1): "
+                             "on a loaded host it leaves out the time other programs take")
     args = parser.parse_args()
     global CLOCK
     if args.clock == "cpu":
@@ -141,7 +144,8 @@ def main() -> None:
         runs["GPT.generate, no cache"] = lambda: ours.generate(idx, n, temperature=0, use_cache=False)
     BF16 = "GPT.generate, cache, bf16 weights"
     if args.bf16_weights:
-        ours16 = copy.deepcopy(ours).to(torch.bfloat16)  # rounds each weight; its greedy tokens may differ where logits nearly tie
+        # rounds each weight; its greedy tokens may differ where logits nearly tie
+        ours16 = copy.deepcopy(ours).to(torch.bfloat16)
         runs[BF16] = lambda: ours16.generate(idx, n, temperature=0, use_cache=True)
 
     with torch.inference_mode():
@@ -164,7 +168,8 @@ def main() -> None:
             reference = outputs["GPT.generate, cache"]
             if args.bf16_weights:
                 agree16.append((outputs.pop(BF16)[:, args.prompt:] == reference[:, args.prompt:]).float().mean().item())
-            assert all(torch.equal(out, reference) for out in outputs.values()), "the float32 paths disagree on the tokens"
+            assert all(torch.equal(out, reference) for out in outputs.values()), (
+                "the float32 paths disagree on the tokens")
             print(f"round {r + 1}: " + ", ".join(f"{name} {s[-1]:.2f} tok/s" for name, s in speeds.items())
                   + f", floor {floors[-1] * 1e3:.1f} ms", flush=True)
         bandwidth = read_bandwidth()
@@ -176,8 +181,10 @@ def main() -> None:
     bound = bandwidth / bytes_per_token(ours, args.prompt, n)
     print()
     print(f"torch {torch.__version__}, transformers {transformers_version}, Python {platform.python_version()}, "
-          f"{args.threads} threads, clock: {args.clock}, {config.n_layer} layers × {config.n_embd}, {ours.num_params():,} parameters")
-    print(f"prompt {args.prompt} tokens, {n} new tokens, greedy, batch 1, float32; float32 tokens identical on all paths")
+          f"{args.threads} threads, clock: {args.clock}, {config.n_layer} layers × {config.n_embd}, "
+          f"{ours.num_params():,} parameters")
+    print(f"prompt {args.prompt} tokens, {n} new tokens, greedy, batch 1, float32; "
+          f"float32 tokens identical on all paths")
     print()
     print("| path | tokens/s (median of rounds) | best | compared |")
     print("|---|---|---|---|")
@@ -185,12 +192,14 @@ def main() -> None:
         compared = ""
         if name == "GPT.generate, cache":
             q = quartiles(vs_hf)
-            compared = f"{statistics.median(vs_hf):.2f}× transformers (median of per-round ratios; quartiles {q[0]:.2f}–{q[-1]:.2f})"
+            compared = (f"{statistics.median(vs_hf):.2f}× transformers (median of per-round ratios; "
+                        f"quartiles {q[0]:.2f}–{q[-1]:.2f})")
         elif name == BF16:
             vs32 = [b / c for b, c in zip(s, cached)]
             compared = (f"{statistics.median(vs32):.2f}× the float32 weights (quartiles {quartiles(vs32)[0]:.2f}–"
-                        f"{quartiles(vs32)[-1]:.2f}), {statistics.median([b / h for b, h in zip(s, speeds['transformers generate (cache)'])]):.2f}× "
-                        f"transformers; {statistics.median(agree16):.0%} of its tokens equal float32's")
+                        f"{quartiles(vs32)[-1]:.2f}), "
+                        f"{statistics.median([b / h for b, h in zip(s, speeds['transformers generate (cache)'])]):.2f}"
+                        f"× transformers; {statistics.median(agree16):.0%} of its tokens equal float32's")
         elif name == "GPT.generate, no cache":
             vs_uncached = [c / u for c, u in zip(cached, s)]
             compared = f"the cache is {statistics.median(vs_uncached):.1f}× faster"
@@ -201,13 +210,17 @@ def main() -> None:
           f"{max(cached) / bound:.0%} of it (best round), {statistics.median(cached) / bound:.0%} (median)")
     hf_median = statistics.median(speeds["transformers generate (cache)"])
     q = quartiles(of_floor)
-    print(f"a token's matrix products alone: {floor * 1e3:.1f} ms (median of rounds) → at most {1 / floor:.1f} tokens/s; "
-          f"cached path at {statistics.median(of_floor):.1%} of it (median of per-round ratios; quartiles {q[0]:.1%}–{q[-1]:.1%})")
+    print(f"a token's matrix products alone: {floor * 1e3:.1f} ms (median of rounds) → "
+          f"at most {1 / floor:.1f} tokens/s; "
+          f"cached path at {statistics.median(of_floor):.1%} of it (median of per-round ratios; "
+          f"quartiles {q[0]:.1%}–{q[-1]:.1%})")
     if args.bf16_weights:
-        print(f"with bf16 weights: matrix products alone {statistics.median(floors16) * 1e3:.1f} ms; the bf16 path at "
-              f"{statistics.median([b * f for b, f in zip(speeds[BF16], floors16)]):.1%} of that floor (median of rounds)")
+        print(f"with bf16 weights: matrix products alone {statistics.median(floors16) * 1e3:.1f} ms; "
+              f"the bf16 path at {statistics.median([b * f for b, f in zip(speeds[BF16], floors16)]):.1%} "
+              f"of that floor (median of rounds)")
     print(f"1.3× transformers ({hf_median:.2f} tokens/s, median) would be {1.3 * hf_median:.1f} tokens/s: "
-          f"{1.3 * hf_median / bound:.0%} of the bandwidth bound, {1.3 * hf_median * floor:.0%} of the matrix-product floor")
+          f"{1.3 * hf_median / bound:.0%} of the bandwidth bound, "
+          f"{1.3 * hf_median * floor:.0%} of the matrix-product floor")
 
 
 def quartiles(values: list[float]) -> list[float]:

@@ -280,7 +280,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu (attention-bf16 only, with --threads 1): the one thread's CPU time, for a loaded host")
+                        help="cpu (attention-bf16 only, with --threads 1): "
+                             "the one thread's CPU time, for a loaded host")
     args = parser.parse_args()
     global CLOCK
     if args.threads:

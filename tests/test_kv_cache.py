@@ -197,7 +197,8 @@ def test_bf16_weights_generate_as_accurately_as_hugging_faces_in_bf16():
     Face's bf16 model's are, and its cached greedy tokens are its uncached ones."""
     config = GPTConfig(block_size=64, vocab_size=97, n_layer=4, n_head=4, n_embd=64)
     ours = spread_out(GPT(config), seed=2)
-    hf_config = {key: value for key, value in config_to_hf(config).items() if key not in ("bos_token_id", "eos_token_id")}
+    hf_config = {key: value for key, value in config_to_hf(config).items()
+                 if key not in ("bos_token_id", "eos_token_id")}
     hf = GPT2LMHeadModel(GPT2Config(**hf_config)).eval()
     hf.load_state_dict(to_hf_state_dict(ours), strict=False)
     idx = torch.randint(0, 97, (2, 30), generator=torch.Generator().manual_seed(0))

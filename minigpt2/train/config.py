@@ -125,7 +125,8 @@ HELP: dict[str, str] = {
     "eval_iters": "validation batches per evaluation",
     "log_interval": "steps between logged training losses",
     "device": "auto, cpu, cuda, cuda:N or mps (auto: a GPU if there is one)",
-    "dtype": "auto, float32 or bfloat16 (auto: bfloat16 on GPUs that have it and on CPUs where a timed pass shows it faster, else float32)",
+    "dtype": ("auto, float32 or bfloat16 (auto: bfloat16 on GPUs that have it and on CPUs where a timed pass shows it "
+              "faster, else float32)"),
     "compile": "torch.compile the model (worth it on GPUs for long runs)",
     "seed": "seed of the initial weights, the batches and dropout",
     "out_dir": "folder of the checkpoint (ckpt.safetensors); one run at a time uses it",
