@@ -1,5 +1,5 @@
 """minigpt2.finetune: the data splits, the classifier read at the last real token, the masked
-instruction collate, and the choice of base model; checked against transformers where it has the same thing."""
+instruction collate; checked against transformers where it has the same thing."""
 
 import json
 import math
@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from minigpt2 import GPT, GPTConfig, datafiles
 from minigpt2.datafiles import DataFileError
-from minigpt2.finetune import base as base_module
-from minigpt2.finetune.base import choose_base, continue_pretraining
+from minigpt2.finetune.base import continue_pretraining
 from minigpt2.finetune.classify import (
     GPTClassifier,
     batches_of,
@@ -37,7 +36,7 @@ from minigpt2.finetune.instruct import (
     response_loss,
     rouge_l,
 )
-from minigpt2.hf import GPT2_EOT, CheckpointError
+from minigpt2.hf import GPT2_EOT
 from minigpt2.tokenizer import gpt2_tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -258,36 +257,7 @@ def test_min_new_tokens_keeps_the_end_token_from_coming_first(enc):
         generate_responses(model, enc, records, min_new_tokens=2)
 
 
-# --------------------------------------------------------------------------- the base model
-
-
-def test_base_choice_without_the_network(tmp_path, monkeypatch):
-    gpt = tiny_gpt()
-    gpt.save_pretrained(tmp_path / "dir")
-    assert choose_base(tmp_path / "dir").source == "directory"
-    monkeypatch.setattr(base_module, "cached_hub_dir", lambda name: None)
-    monkeypatch.setenv("MINIGPT2_OFFLINE", "1")
-    offline = choose_base("gpt2")
-    assert offline.source == "none" and not offline.available and "MINIGPT2_OFFLINE" in offline.reason
-    monkeypatch.setenv("MINIGPT2_OFFLINE", "0")
-    assert choose_base("gpt2").source == "download"
-    monkeypatch.setattr(base_module, "cached_hub_dir", lambda name: tmp_path / "dir")
-    monkeypatch.setenv("MINIGPT2_OFFLINE", "1")
-    cached = choose_base("gpt2")
-    assert cached.source == "cache" and cached.path == tmp_path / "dir"
-    assert base_module.load_base(cached).config == TINY
-    with pytest.raises(CheckpointError, match="neither a directory nor a GPT-2 hub name"):
-        choose_base("gpt5")
-    with pytest.raises(CheckpointError, match="no base model to load"):
-        base_module.load_base(offline)
-
-
-def test_the_hugging_face_cache_is_looked_up_without_downloading(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    assert base_module.cached_hub_dir("gpt2") is None
+# --------------------------------------------------------------------------- continued pre-training
 
 
 def test_continued_pretraining_lowers_the_loss_on_the_new_text(enc):
