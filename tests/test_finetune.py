@@ -36,6 +36,7 @@ from minigpt2.finetune.instruct import (
     response_loss,
     rouge_l,
 )
+from minigpt2.finetune.vocab import CompactVocab
 from minigpt2.hf import GPT2_EOT
 from minigpt2.tokenizer import gpt2_tokenizer
 
@@ -112,6 +113,23 @@ def test_collate_pads_on_the_right_and_counts_the_truncated():
     assert batch.truncated == 1
     with pytest.raises(ValueError, match="has no tokens"):
         collate_classification([[1], []], [0, 1], pad_id=0, max_length=4)
+
+
+def test_an_end_token_closes_every_text_and_is_kept_when_a_text_is_cut():
+    batch = collate_classification([[5, 6, 7], [8], [1, 2, 3, 4, 5, 6]], [0, 1, 1], pad_id=99, max_length=4, end_id=50)
+    assert batch.ids.tolist() == [[5, 6, 7, 50], [8, 50, 99, 99], [1, 2, 3, 50]]
+    assert batch.lengths.tolist() == [4, 2, 4] and batch.truncated == 1
+    with pytest.raises(ValueError, match="at least 2 with an end token"):
+        collate_classification([[1]], [0], pad_id=0, max_length=1, end_id=50)
+
+
+def test_a_compact_vocabulary_renumbers_the_corpus_tokens_and_maps_the_rest_to_one_id(enc):
+    vocab = CompactVocab(enc, ["Free entry! Call now", "ok see you"])
+    used = sorted(set(enc.encode_ordinary("Free entry! Call now") + enc.encode_ordinary("ok see you")) | {GPT2_EOT})
+    assert vocab.gpt2_ids == used and len(vocab) == len(used) + 1 and vocab.gpt2_ids[vocab.eot] == GPT2_EOT
+    ids = vocab.encode_ordinary("ok Call now")
+    assert [vocab.gpt2_ids[i] for i in ids] == enc.encode_ordinary("ok Call now")
+    assert vocab.encode_ordinary("zebra") == [vocab.unknown] * len(enc.encode_ordinary("zebra")) and vocab.unknown == len(used)
 
 
 def test_pool_last_reads_each_rows_last_real_token():

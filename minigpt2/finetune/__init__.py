@@ -3,8 +3,9 @@
 Modules, one idea each: ``data`` (the SMS Spam Collection and the instruction records, checked
 and split), ``loop`` (:func:`fit`, the one training loop), ``base`` (the stand-in base model,
 and continued pre-training), ``classify`` (a head at the last real token), ``instruct`` (the Alpaca
-prompt, the masked-target collate, batched answers, ROUGE-L), ``cli`` (``minigpt2 finetune`` and
-``minigpt2 chat``). LoRA is :mod:`minigpt2.lora`.
+prompt, the masked-target collate, batched answers, ROUGE-L), ``vocab`` (GPT-2's tokenizer with
+the vocabulary cut to a corpus's tokens, for a small model pre-trained from scratch), ``cli``
+(``minigpt2 finetune`` and ``minigpt2 chat``). LoRA is :mod:`minigpt2.lora`.
 """
 
 from minigpt2.finetune.base import continue_pretraining, train_small_base
@@ -30,9 +31,10 @@ from minigpt2.finetune.instruct import (
     rouge_l,
 )
 from minigpt2.finetune.loop import fit
+from minigpt2.finetune.vocab import CompactVocab
 
 __all__ = [
-    "ClassBatch", "ClassEval", "GPTClassifier", "IGNORE", "InstructBatch", "Splits", "batches_of",
+    "ClassBatch", "ClassEval", "CompactVocab", "GPTClassifier", "IGNORE", "InstructBatch", "Splits", "batches_of",
     "collate_classification", "collate_instructions", "continue_pretraining", "evaluate_classifier",
     "fit", "format_prompt", "generate_responses", "instruction_batches", "instruction_splits",
     "pool_last", "read_instructions", "read_sms_spam", "response_loss", "rouge_l", "set_trainable",
