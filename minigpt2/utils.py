@@ -89,7 +89,8 @@ def cached_checkpoint(name: str = "gpt2") -> Path | None:
 
 
 def pretrained_or_local(local: Callable[[], object] | None, name: str | os.PathLike = "gpt2", *,
-                        say: Callable[[str], None] | None = print, local_because: str | None = None) -> ModelChoice:
+                        say: Callable[[str], None] | None = print,
+                        local_because: str | None = None) -> ModelChoice:
     """GPT-2's real weights where they can be had, else the model ``local()`` builds.
 
     ``name`` is a hub name ("gpt2" … "gpt2-xl") or a local directory in Hugging Face's format.
@@ -117,26 +118,29 @@ def pretrained_or_local(local: Callable[[], object] | None, name: str | os.PathL
             raise CheckpointError(why)
         return ModelChoice(local(), False, f"{why}; using the small local model instead")
 
-    directory = Path(name)
-    name = str(name)
-    if directory.is_dir():
-        choice = ModelChoice(load_dir(directory).eval(), True, f"the checkpoint in {directory}", directory)
+    def real(directory: Path, where: str) -> ModelChoice:
+        return ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, {where}", directory)
+
+    path, name = Path(name), str(name)
+    if path.is_dir():
+        choice = ModelChoice(load_dir(path).eval(), True, f"the checkpoint in {path}", path)
     elif name not in HUB_NAMES:
         raise CheckpointError(f"{name!r} is neither a directory nor a GPT-2 hub name ({', '.join(HUB_NAMES)})")
     elif local is not None and (local_because or _flag(LOCAL_ENV)):
         choice = ModelChoice(local(), False, f"{local_because or LOCAL_ENV + '=1'}: using the small local model, "
                                              f"not {name}'s real weights")
-    elif (directory := cached_checkpoint(name)) is not None:
-        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face cache ({directory})", directory)
+    elif (cached := cached_checkpoint(name)) is not None:
+        choice = real(cached, f"from the Hugging Face cache ({cached})")
     elif not offline():
         try:
-            directory = download(name)
+            downloaded = download(name)
         except CheckpointError as err:
             choice = fallback(f"{name} could not be had ({err})")
         else:
-            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, downloaded to {directory}", directory)
+            choice = real(downloaded, f"downloaded to {downloaded}")
     else:
-        choice = fallback(f"{name}'s weights are not in the Hugging Face cache and downloads are off (MINIGPT2_OFFLINE=1)")
+        choice = fallback(f"{name}'s weights are not in the Hugging Face cache and downloads are off "
+                          "(MINIGPT2_OFFLINE=1)")
     if say is not None:
         say(choice.reason)
     return choice

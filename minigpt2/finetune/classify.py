@@ -191,7 +191,8 @@ def batches_of(clf: GPTClassifier, tokenizer, examples: Sequence[tuple[str, str]
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         ids = [tokenizer.encode_ordinary(text) for text, _ in chunk]
-        out.append(collate_classification(ids, clf.label_ids([label for _, label in chunk]), pad_id, max_length, end_id))
+        labels = clf.label_ids([label for _, label in chunk])
+        out.append(collate_classification(ids, labels, pad_id, max_length, end_id))
     return out
 
 
