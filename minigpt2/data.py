@@ -199,7 +199,8 @@ def repeated_random_tokens(
     """
     lo, hi = copy_lengths
     if not 1 <= lo <= hi:
-        raise ValueError(f"copy_lengths should be (shortest, longest) with 1 <= shortest <= longest, got {copy_lengths!r}")
+        raise ValueError("copy_lengths should be (shortest, longest) with 1 <= shortest <= longest, "
+                         f"got {copy_lengths!r}")
     if length < 2 * hi + 1:
         raise ValueError(f"length {length} cannot hold BOS and two copies of {hi} tokens: use length >= {2 * hi + 1}")
     if vocab_size < 3:

@@ -3,6 +3,7 @@ that can show Chinese."""
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -87,38 +88,58 @@ def cached_checkpoint(name: str = "gpt2") -> Path | None:
     return None
 
 
-def pretrained_or_local(local: Callable[[], object], name: str = "gpt2", *, say: Callable[[str],
-    None] | None = print) -> ModelChoice:
+def pretrained_or_local(local: Callable[[], object] | None, name: str | os.PathLike = "gpt2", *,
+                        say: Callable[[str], None] | None = print,
+                        local_because: str | None = None) -> ModelChoice:
     """GPT-2's real weights where they can be had, else the model ``local()`` builds.
 
-    In this order: ``local()`` when ``MINIGPT2_LOCAL_MODELS`` is set (the test suite sets it,
-    so that the lessons' committed outputs are what it checks on any machine); the Hugging
-    Face cache (no network); a download when downloads are allowed (``MINIGPT2_OFFLINE``
-    unset); otherwise, or when the download fails, ``local()``. ``say`` gets one line saying
-    which model runs and why (None: say nothing); the lessons print it, so a reader of their
-    outputs knows which one they are looking at.
+    ``name`` is a hub name ("gpt2" … "gpt2-xl") or a local directory in Hugging Face's format.
+    In this order:
+
+    1. ``name`` is a directory: the checkpoint in it (it needs neither the cache nor the network);
+    2. ``local_because`` is given (lesson 11 in quick mode: a reason to run the small model even
+       where GPT-2's weights are here), or ``MINIGPT2_LOCAL_MODELS`` is set (the test suite sets it,
+       so that the lessons' committed outputs are what it checks on any machine): ``local()``;
+    3. the Hugging Face cache (no network);
+    4. a download, when downloads are allowed (``MINIGPT2_OFFLINE`` unset);
+    5. otherwise, or when the download fails, ``local()``.
+
+    ``local=None`` means there is no local model (``minigpt2 finetune``): the flag of step 2 is
+    then ignored, and where step 5 would take ``local()`` a :class:`CheckpointError` says why.
+    ``say`` gets one line saying which model runs and why (None: say nothing); the lessons print
+    it, so a reader of their outputs knows which one they are looking at.
     """
     from minigpt2.datafiles import offline
-    from minigpt2.hf import CheckpointError, download, load_dir
+    from minigpt2.hf import HUB_NAMES, CheckpointError, download, load_dir
 
-    directory = None if env_flag(LOCAL_ENV) else cached_checkpoint(name)
-    if env_flag(LOCAL_ENV):
-        choice = ModelChoice(local(), False, f"{LOCAL_ENV}=1: using the small local model, not {name}'s real weights")
-    elif directory is not None:
-        choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, from the Hugging Face "
-                                                               f"cache ({directory})", directory)
+    def fallback(why: str) -> ModelChoice:
+        if local is None:
+            raise CheckpointError(why)
+        return ModelChoice(local(), False, f"{why}; using the small local model instead")
+
+    def real(directory: Path, where: str) -> ModelChoice:
+        return ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, {where}", directory)
+
+    path, name = Path(name), str(name)
+    if path.is_dir():
+        choice = ModelChoice(load_dir(path).eval(), True, f"the checkpoint in {path}", path)
+    elif name not in HUB_NAMES:
+        raise CheckpointError(f"{name!r} is neither a directory nor a GPT-2 hub name ({', '.join(HUB_NAMES)})")
+    elif local is not None and (local_because or env_flag(LOCAL_ENV)):
+        choice = ModelChoice(local(), False, f"{local_because or LOCAL_ENV + '=1'}: using the small local model, "
+                                             f"not {name}'s real weights")
+    elif (cached := cached_checkpoint(name)) is not None:
+        choice = real(cached, f"from the Hugging Face cache ({cached})")
     elif not offline():
         try:
-            directory = download(name)
+            downloaded = download(name)
         except CheckpointError as err:
-            choice = ModelChoice(local(), False,
-                                 f"{name} could not be had ({err}); using the small local model instead")
+            choice = fallback(f"{name} could not be had ({err})")
         else:
-            choice = ModelChoice(load_dir(directory).eval(), True, f"{name}: GPT-2's real weights, "
-                                                                   f"downloaded to {directory}", directory)
+            choice = real(downloaded, f"downloaded to {downloaded}")
     else:
-        choice = ModelChoice(local(), False, f"{name}'s weights are not in the Hugging Face cache and downloads are "
-                                             "off (MINIGPT2_OFFLINE=1); using the small local model instead")
+        choice = fallback(f"{name}'s weights are not in the Hugging Face cache and downloads are off "
+                          "(MINIGPT2_OFFLINE=1)")
     if say is not None:
         say(choice.reason)
     return choice

@@ -1,5 +1,5 @@
 """minigpt2.finetune: the data splits, the classifier read at the last real token, the masked
-instruction collate, and the choice of base model; checked against transformers where it has the same thing."""
+instruction collate; checked against transformers where it has the same thing."""
 
 import json
 import math
@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from minigpt2 import GPT, GPTConfig, datafiles
 from minigpt2.datafiles import DataFileError
-from minigpt2.finetune import base as base_module
-from minigpt2.finetune.base import choose_base, continue_pretraining
+from minigpt2.finetune.base import continue_pretraining
 from minigpt2.finetune.classify import (
     GPTClassifier,
     batches_of,
@@ -37,7 +36,7 @@ from minigpt2.finetune.instruct import (
     response_loss,
     rouge_l,
 )
-from minigpt2.hf import CheckpointError
+from minigpt2.finetune.vocab import CompactVocab
 from minigpt2.tokenizer import END_OF_TEXT_ID, gpt2_tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -113,6 +112,25 @@ def test_collate_pads_on_the_right_and_counts_the_truncated():
     assert batch.truncated == 1
     with pytest.raises(ValueError, match="has no tokens"):
         collate_classification([[1], []], [0, 1], pad_id=0, max_length=4)
+
+
+def test_an_end_token_closes_every_text_and_is_kept_when_a_text_is_cut():
+    batch = collate_classification([[5, 6, 7], [8], [1, 2, 3, 4, 5, 6]], [0, 1, 1], pad_id=99, max_length=4, end_id=50)
+    assert batch.ids.tolist() == [[5, 6, 7, 50], [8, 50, 99, 99], [1, 2, 3, 50]]
+    assert batch.lengths.tolist() == [4, 2, 4] and batch.truncated == 1
+    with pytest.raises(ValueError, match="at least 2 with an end token"):
+        collate_classification([[1]], [0], pad_id=0, max_length=1, end_id=50)
+
+
+def test_a_compact_vocabulary_renumbers_the_corpus_tokens_and_maps_the_rest_to_one_id(enc):
+    vocab = CompactVocab(enc, ["Free entry! Call now", "ok see you"])
+    corpus = enc.encode_ordinary("Free entry! Call now") + enc.encode_ordinary("ok see you")
+    used = sorted(set(corpus) | {END_OF_TEXT_ID})
+    assert vocab.gpt2_ids == used and len(vocab) == len(used) + 1 and vocab.gpt2_ids[vocab.eot] == END_OF_TEXT_ID
+    ids = vocab.encode_ordinary("ok Call now")
+    assert [vocab.gpt2_ids[i] for i in ids] == enc.encode_ordinary("ok Call now")
+    assert vocab.encode_ordinary("zebra") == [vocab.unknown] * len(enc.encode_ordinary("zebra"))
+    assert vocab.unknown == len(used)
 
 
 def test_pool_last_reads_each_rows_last_real_token():
@@ -259,36 +277,7 @@ def test_min_new_tokens_keeps_the_end_token_from_coming_first(enc):
         generate_responses(model, enc, records, min_new_tokens=2)
 
 
-# --------------------------------------------------------------------------- the base model
-
-
-def test_base_choice_without_the_network(tmp_path, monkeypatch):
-    gpt = tiny_gpt()
-    gpt.save_pretrained(tmp_path / "dir")
-    assert choose_base(tmp_path / "dir").source == "directory"
-    monkeypatch.setattr(base_module, "cached_hub_dir", lambda name: None)
-    monkeypatch.setenv("MINIGPT2_OFFLINE", "1")
-    offline = choose_base("gpt2")
-    assert offline.source == "none" and not offline.available and "MINIGPT2_OFFLINE" in offline.reason
-    monkeypatch.setenv("MINIGPT2_OFFLINE", "0")
-    assert choose_base("gpt2").source == "download"
-    monkeypatch.setattr(base_module, "cached_hub_dir", lambda name: tmp_path / "dir")
-    monkeypatch.setenv("MINIGPT2_OFFLINE", "1")
-    cached = choose_base("gpt2")
-    assert cached.source == "cache" and cached.path == tmp_path / "dir"
-    assert base_module.load_base(cached).config == TINY
-    with pytest.raises(CheckpointError, match="neither a directory nor a GPT-2 hub name"):
-        choose_base("gpt5")
-    with pytest.raises(CheckpointError, match="no base model to load"):
-        base_module.load_base(offline)
-
-
-def test_the_hugging_face_cache_is_looked_up_without_downloading(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    assert base_module.cached_hub_dir("gpt2") is None
+# --------------------------------------------------------------------------- continued pre-training
 
 
 def test_continued_pretraining_lowers_the_loss_on_the_new_text(enc):

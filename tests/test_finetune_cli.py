@@ -83,9 +83,7 @@ def test_bad_options_are_one_line(base_dir, tmp_path, capsys, args, message):
 
 
 def test_gpt2_offline_without_the_cache_says_what_to_do(tmp_path, capsys, monkeypatch):
-    from minigpt2.finetune import base
-
-    monkeypatch.setattr(base, "cached_hub_dir", lambda name: None)
+    monkeypatch.setattr("minigpt2.utils.cached_checkpoint", lambda name: None)
     monkeypatch.setenv("MINIGPT2_OFFLINE", "1")
     status, _, err = run_finetune("instruct", "--out", str(tmp_path / "x"), capsys=capsys)
     assert status == 2 and "MINIGPT2_OFFLINE" in err and "--base DIR" in err

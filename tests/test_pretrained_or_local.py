@@ -103,3 +103,48 @@ def test_the_local_models_flag_wins_over_the_cache(hub_cache, monkeypatch):
     monkeypatch.setenv("MINIGPT2_LOCAL_MODELS", "1")
     choice = pretrained_or_local(local, say=None)
     assert choice.model == "the local model" and calls == [] and "MINIGPT2_LOCAL_MODELS=1" in choice.reason
+
+
+def test_a_directory_is_loaded_whatever_the_flags(hub_cache, tmp_path, monkeypatch):
+    _, calls = hub_cache
+    monkeypatch.setenv("MINIGPT2_OFFLINE", "1")
+    monkeypatch.setenv("MINIGPT2_LOCAL_MODELS", "1")
+    torch.manual_seed(2)
+    saved = GPT(TINY)
+    saved.save_pretrained(tmp_path / "mine")
+    choice = pretrained_or_local(local, tmp_path / "mine", say=None, local_because="quick mode")
+    idx = torch.randint(0, 64, (1, 8))
+    assert choice.pretrained and choice.directory == tmp_path / "mine" and str(tmp_path / "mine") in choice.reason
+    torch.testing.assert_close(choice.model(idx)[0], saved.eval()(idx)[0], rtol=0, atol=0)
+    assert calls == []
+
+
+def test_a_reason_for_the_local_model_wins_over_the_cache(hub_cache, monkeypatch):
+    cache, calls = hub_cache
+    monkeypatch.setenv("MINIGPT2_LOCAL_MODELS", "0")
+    put_in_cache(cache, GPT(TINY))
+    choice = pretrained_or_local(local, say=None, local_because="quick mode")
+    assert choice.model == "the local model" and not choice.pretrained and calls == []
+    assert choice.reason.startswith("quick mode: using the small local model")
+
+
+def test_a_name_that_is_neither_a_directory_nor_a_hub_name_is_an_error(hub_cache):
+    with pytest.raises(hf.CheckpointError, match="neither a directory nor a GPT-2 hub name"):
+        pretrained_or_local(local, "gpt5", say=None)
+
+
+def test_without_a_local_model_the_cache_is_used_and_nothing_else_is_an_error(hub_cache, monkeypatch):
+    """``minigpt2 finetune``'s case: GPT-2's weights or a directory, never a stand-in, whatever the flag says."""
+    cache, calls = hub_cache
+    monkeypatch.setenv("MINIGPT2_OFFLINE", "1")
+    monkeypatch.setenv("MINIGPT2_LOCAL_MODELS", "1")
+    with pytest.raises(hf.CheckpointError, match="downloads are off") as raised:
+        pretrained_or_local(None, say=None)
+    assert "local model" not in str(raised.value)
+    monkeypatch.delenv("MINIGPT2_OFFLINE")
+    with pytest.raises(hf.CheckpointError, match="ConnectionError: refused"):
+        pretrained_or_local(None, say=None)
+    assert calls == ["gpt2"]
+    snapshot = put_in_cache(cache, GPT(TINY))
+    choice = pretrained_or_local(None, say=None)
+    assert choice.pretrained and choice.directory == snapshot and calls == ["gpt2"]

@@ -40,9 +40,15 @@ class ClassBatch:
 
 
 def collate_classification(token_lists: Sequence[Sequence[int]], labels: Sequence[int], pad_id: int,
-                           max_length: int) -> ClassBatch:
+                           max_length: int, end_id: int | None = None) -> ClassBatch:
     """Pad the token lists on the right to the longest (cut to ``max_length`` tokens first,
-    keeping the beginning) and stack them; ``truncated`` counts the texts that were cut."""
+    keeping the beginning) and stack them; ``truncated`` counts the texts that were cut.
+
+    ``end_id``: a token put after every text, so that it is each row's last real token, the one
+    the head reads (a text is then cut to ``max_length - 1`` tokens to leave it room). Hugging
+    Face's ``GPT2ForSequenceClassification`` reads the last token that is not its pad token, so
+    an ``end_id`` equal to ``pad_id`` suits this package's classifier, not a saved one.
+    """
     if len(token_lists) != len(labels):
         raise ValueError(f"got {len(token_lists)} texts but {len(labels)} labels")
     if not token_lists:
@@ -51,13 +57,16 @@ def collate_classification(token_lists: Sequence[Sequence[int]], labels: Sequenc
         raise ValueError(f"max_length should be at least 1, got {max_length}")
     if any(len(ids) == 0 for ids in token_lists):
         raise ValueError("a text has no tokens: an empty message cannot be classified (drop it)")
-    cut = [list(ids[:max_length]) for ids in token_lists]
+    room = max_length if end_id is None else max_length - 1  # tokens each text may keep
+    if room < 1:
+        raise ValueError(f"max_length should be at least 2 with an end token, got {max_length}")
+    cut = [list(ids[:room]) + ([] if end_id is None else [end_id]) for ids in token_lists]
     T = max(len(ids) for ids in cut)
     ids = torch.full((len(cut), T), pad_id, dtype=torch.long)  # (B, T)
     for row, tokens in enumerate(cut):
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
     lengths = torch.tensor([len(t) for t in cut], dtype=torch.long)  # (B,)
-    truncated = sum(len(t) > max_length for t in token_lists)
+    truncated = sum(len(t) > room for t in token_lists)
     return ClassBatch(ids, lengths, torch.as_tensor(list(labels), dtype=torch.long), truncated)
 
 
@@ -175,15 +184,17 @@ def evaluate_classifier(clf: GPTClassifier, batches: Sequence[ClassBatch]) -> Cl
 
 
 def batches_of(clf: GPTClassifier, tokenizer, examples: Sequence[tuple[str, str]], batch_size: int,
-               max_length: int, pad_id: int = END_OF_TEXT_ID) -> list[ClassBatch]:
-    """(text, label) examples, tokenized and collated ``batch_size`` at a time (in order)."""
+               max_length: int, pad_id: int = END_OF_TEXT_ID, end_id: int | None = None) -> list[ClassBatch]:
+    """(text, label) examples, tokenized (``tokenizer.encode_ordinary``) and collated ``batch_size``
+    at a time (in order); ``end_id`` as in :func:`collate_classification`."""
     if max_length > clf.config.block_size:
         raise ValueError(f"max_length {max_length} is longer than the model's context ({clf.config.block_size})")
     out = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         ids = [tokenizer.encode_ordinary(text) for text, _ in chunk]
-        out.append(collate_classification(ids, clf.label_ids([label for _, label in chunk]), pad_id, max_length))
+        labels = clf.label_ids([label for _, label in chunk])
+        out.append(collate_classification(ids, labels, pad_id, max_length, end_id))
     return out
 
 

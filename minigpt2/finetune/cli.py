@@ -67,13 +67,15 @@ def _check_numbers(args) -> None:
 
 
 def _base_model(name_or_dir: str):
-    from minigpt2.finetune.base import choose_base, load_base
+    from minigpt2.hf import CheckpointError
+    from minigpt2.utils import pretrained_or_local
 
-    choice = choose_base(name_or_dir)
-    if not choice.available:
-        raise UsageError(f"{choice.reason}; pass --base DIR, a local Hugging Face GPT-2 directory")
+    try:
+        choice = pretrained_or_local(None, name_or_dir, say=None)  # no stand-in here: GPT-2's weights or a directory
+    except CheckpointError as err:
+        raise UsageError(f"{err}; pass --base DIR, a local Hugging Face GPT-2 directory") from None
     print(f"base model: {choice.reason}", file=sys.stderr)
-    return load_base(choice, str(name_or_dir))
+    return choice.model
 
 
 def _lora(model, args) -> None:

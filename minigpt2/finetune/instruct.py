@@ -92,6 +92,7 @@ def instruction_batches(tokenizer, records: Sequence[dict], batch_size: int, max
 
 
 @torch.no_grad()
+@torch.no_grad()
 def response_loss(model, batches: Sequence[InstructBatch]) -> float:
     """The mean cross-entropy per response token over ``batches`` (collated with the prompt masked)."""
     was_training = model.training
