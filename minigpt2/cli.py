@@ -30,17 +30,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return EXIT_FULL_MARKS if report.score == report.max_score else EXIT_NOT_FULL_MARKS
 
 
+def _report_stale(problems: list[str], command: str) -> int:
+    """`--check`: print what is out of date and how to regenerate it; exit status 1 if anything is."""
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"Run `{command}` to regenerate them.")
+    return 1 if problems else 0
+
+
 def cmd_exercises(args: argparse.Namespace) -> int:
     from minigpt2.grading.generator import GeneratorError, out_of_sync, write_exercises
 
     try:
         if args.check:
-            problems = out_of_sync(args.solutions, args.exercises)
-            for problem in problems:
-                print(problem)
-            if problems:
-                print("Run `minigpt2 exercises` to regenerate them.")
-            return 1 if problems else 0
+            return _report_stale(out_of_sync(args.solutions, args.exercises), "minigpt2 exercises")
         changed = write_exercises(args.solutions, args.exercises)
     except GeneratorError as err:
         print(f"minigpt2 exercises: {err}", file=sys.stderr)
@@ -60,12 +64,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.check:
-            problems = out_of_date(args.root, args.lang)
-            for problem in problems:
-                print(problem)
-            if problems:
-                print("Run `minigpt2 translate` to regenerate them.")
-            return 1 if problems else 0
+            return _report_stale(out_of_date(args.root, args.lang), "minigpt2 translate")
         written, removed, untranslated = write_twins(args.root, args.lang, partial=args.partial)
     except TranslationError as err:
         print(f"minigpt2 translate: these translations are missing or out of date:\n{err}\n"
