@@ -169,59 +169,53 @@ def train_val_split(tokens: Tokens, val_fraction: float = 0.1) -> tuple[Tokens, 
 
 # --------------------------------------------------------------------------- synthetic data
 
-BOS = 0  # the id that opens every sequence of :func:`repeated_random_tokens`
+BOS = 0  # the id that opens every sequence of :func:`in_context_bigrams`
 
 
-def repeated_random_tokens(
+def in_context_bigrams(
     n_sequences: int,
     length: int,
     vocab_size: int,
-    copy_lengths: tuple[int, int] = (4, 11),
-    rule: float = 0.0,
+    follow: float = 0.75,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sequences of random tokens in which one stretch comes back later, for growing and
-    testing copying heads (Olsson et al., 2022, *In-context learning and induction heads*).
+    """Sequences in which every token has a favourite next token of its own, drawn afresh for each
+    sequence: a task that only looking back in the sequence can solve, the job of an induction head
+    (Bietti et al., 2023, *Birth of a transformer*; Edelman et al., 2024, *The evolution of
+    statistical induction heads*).
 
-    Each row starts with :data:`BOS` (id 0), then draws tokens uniformly from ``1…vocab_size-1``.
-    One stretch of a random length in ``copy_lengths`` (inclusive) is then pasted again at a
-    random later place: its start, its length and the gap before the copy all vary from row to
-    row, so no fixed offset finds the earlier copy; only reading the tokens does.
+    Each row starts with :data:`BOS` (id 0). Every row draws a successor for each of the ids
+    ``1…vocab_size-1``; each later token is, with probability ``follow``, the successor of the token
+    before it, else a uniformly random id. No two rows share their successors, so nothing learned
+    about the ids themselves predicts the next token; what predicts it is what followed the same
+    token earlier in the row.
 
-    ``rule`` (a probability): each token from position 3 on is, with this probability, not random
-    but the token two places before it plus one (``vocab_size - 1`` wraps to 1), a stand-in for the
-    grammar of real text that makes the previous token worth reading. 0 gives pure noise.
-
-    Returns ``ids`` (n_sequences, length) and ``copied`` (n_sequences, length), True at the
-    tokens that copying predicts: every token of the copy but its first (nothing announces where
-    a copy starts). ``generator`` (a seeded ``torch.Generator``) makes the draws repeatable,
-    else torch's global one is used.
+    Returns ``ids`` (n_sequences, length) and ``predictable`` (n_sequences, length), True at the
+    tokens that are their predecessor's successor when that predecessor was already followed by
+    its successor earlier in the row: the tokens that looking back can get right. ``generator``
+    (a seeded ``torch.Generator``) makes the draws repeatable, else torch's global one is used.
     """
-    lo, hi = copy_lengths
-    if not 1 <= lo <= hi:
-        raise ValueError("copy_lengths should be (shortest, longest) with 1 <= shortest <= longest, "
-                         f"got {copy_lengths!r}")
-    if length < 2 * hi + 1:
-        raise ValueError(f"length {length} cannot hold BOS and two copies of {hi} tokens: use length >= {2 * hi + 1}")
     if vocab_size < 3:
         raise ValueError(f"vocab_size should be at least 3 (BOS and two tokens), got {vocab_size}")
-    if not 0.0 <= rule <= 1.0:
-        raise ValueError(f"rule is a probability, between 0 and 1; got {rule!r}")
+    if length < 3:
+        raise ValueError(f"length should be at least 3 (BOS, a token and its successor), got {length}")
+    if not 0.0 <= follow <= 1.0:
+        raise ValueError(f"follow is a probability, between 0 and 1; got {follow!r}")
     g = generator
+    rows = torch.arange(n_sequences)  # (N,)
+    successor = torch.randint(1, vocab_size, (n_sequences, vocab_size), generator=g)  # (N, V): each row's own
     ids = torch.randint(1, vocab_size, (n_sequences, length), generator=g)  # (N, T)
     ids[:, 0] = BOS
-    if rule > 0:
-        for t in range(3, length):
-            follows = torch.rand(n_sequences, generator=g) < rule  # (N,)
-            ids[follows, t] = ids[follows, t - 2] % (vocab_size - 1) + 1  # 1..V-1 on a cycle
-    copied = torch.zeros(n_sequences, length, dtype=torch.bool)  # (N, T)
-    sizes = torch.randint(lo, hi + 1, (n_sequences,), generator=g)  # (N,)
-    for row, size in enumerate(sizes.tolist()):
-        source = int(torch.randint(1, length - 2 * size + 1, (), generator=g))  # the first copy: source..source+size-1
-        target = int(torch.randint(source + size, length - size + 1, (), generator=g))  # the second starts after it
-        ids[row, target : target + size] = ids[row, source : source + size]
-        copied[row, target + 1 : target + size] = True
-    return ids, copied
+    follows = torch.rand(n_sequences, length, generator=g) < follow  # (N, T)
+    follows[:, :2] = False  # BOS has no successor; the first token has no predecessor but BOS
+    predictable = torch.zeros(n_sequences, length, dtype=torch.bool)  # (N, T)
+    seen = torch.zeros(n_sequences, vocab_size, dtype=torch.bool)  # (N, V): seen followed by its successor
+    for t in range(2, length):
+        before = ids[:, t - 1]  # (N,)
+        ids[:, t] = torch.where(follows[:, t], successor[rows, before], ids[:, t])
+        predictable[:, t] = follows[:, t] & seen[rows, before]
+        seen[rows, before] |= follows[:, t]
+    return ids, predictable
 
 
 # --------------------------------------------------------------------------- token files
@@ -294,7 +288,7 @@ __all__ = [
     "TokenWindows",
     "train_val_split",
     "BOS",
-    "repeated_random_tokens",
+    "in_context_bigrams",
     "TOKEN_DTYPE",
     "write_tokens",
     "encode_to_file",

@@ -156,6 +156,9 @@ def config_to_hf(config: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
     if not config.bias:
         raise ValueError("Hugging Face's GPT-2 always has biases, but this model was built with bias=False, so it "
                          "cannot be saved in that format")
+    if not config.mlp:
+        raise ValueError("Hugging Face's GPT-2 has an MLP in every block, but this model was built with mlp=False "
+                         "(attention only), so it cannot be saved in that format")
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",

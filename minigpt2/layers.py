@@ -82,7 +82,7 @@ class Block(nn.Module):
     """One transformer block, pre-LN as in GPT-2: normalise, transform, add back.
 
         x = x + attn(ln_1(x))   # positions exchange information
-        x = x + mlp(ln_2(x))    # each position thinks on its own
+        x = x + mlp(ln_2(x))    # each position thinks on its own (skipped when config.mlp is False)
 
     The additions keep an unnormalised "residual stream" running from the embeddings
     to the final LayerNorm; each sub-layer reads a normalised copy and writes a change.
@@ -95,8 +95,8 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias) if config.mlp else None  # mlp=False: attention only
+        self.mlp = MLP(config) if config.mlp else None
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, kv_cache=None, attn_mask=None):
         if need_weights:
@@ -104,7 +104,8 @@ class Block(nn.Module):
         else:
             attn_out = self.attn(self.ln_1(x), kv_cache=kv_cache, attn_mask=attn_mask)
         x = x + attn_out  # (B, T, n_embd)
-        x = x + self.mlp(self.ln_2(x))  # (B, T, n_embd)
+        if self.mlp is not None:
+            x = x + self.mlp(self.ln_2(x))  # (B, T, n_embd)
         return (x, weights) if need_weights else x
 
 

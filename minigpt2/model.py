@@ -34,6 +34,8 @@ class GPTConfig:
     n_layer, n_head, n_embd: blocks, attention heads per block, width of the residual stream.
     dropout: dropout probability used during training (GPT-2 used 0.1; 0.0 for fine-tuning and inference).
     bias: biases in the Linear layers and LayerNorms (GPT-2 has them).
+    mlp: an MLP in every block (GPT-2 has them). False gives an attention-only model, the kind
+        Elhage et al. (2021) and Olsson et al. (2022) take apart, as lesson 10's toy model does.
     """
 
     block_size: int = 1024
@@ -43,6 +45,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
+    mlp: bool = True
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
@@ -59,8 +62,9 @@ class GPTConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout,
                                                             (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout should be a probability in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.bias, bool):
-            raise TypeError(f"GPTConfig.bias should be True or False, got {self.bias!r}")
+        for name in ("bias", "mlp"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"GPTConfig.{name} should be True or False, got {getattr(self, name)!r}")
 
     @property
     def head_dim(self) -> int:

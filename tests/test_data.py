@@ -15,10 +15,10 @@ from minigpt2.data import (
     encode_to_file,
     get_batch,
     gpt2_merges_path,
+    in_context_bigrams,
     load_text,
     num_windows,
     read_tokens,
-    repeated_random_tokens,
     train_val_split,
     window,
     write_tokens,
@@ -221,52 +221,60 @@ def test_corpus_streams_through_a_token_file_into_batches(tmp_path, tokenizer):
         assert decode(row_x.tolist()) in text
 
 
-# --------------------------------------------------------------------------- repeated random tokens
+# --------------------------------------------------------------------------- in-context bigrams
 
 
-def copy_of(row: torch.Tensor, copied: torch.Tensor) -> tuple[int, int, int]:
-    """(start of the second copy, its length, start of the first) for one row, found from the mask."""
-    marked = copied.nonzero().flatten()
-    target, size = int(marked[0]) - 1, len(marked) + 1
-    sources = [s for s in range(1, target - size + 1) if torch.equal(row[s : s + size], row[target : target + size])]
-    assert sources, "the tokens the mask marks are not a copy of an earlier stretch"
-    return target, size, sources[-1]
+def earlier_successors(row: torch.Tensor, t: int) -> set[int]:
+    """The tokens that followed the earlier copies of ``row[t - 1]``: what looking back suggests for ``row[t]``."""
+    return {int(row[s + 1]) for s in range(1, t - 1) if row[s] == row[t - 1]}
 
 
-def test_repeated_random_tokens_paste_one_stretch_again_at_varying_offsets():
-    ids, copied = repeated_random_tokens(200, 40, 50, copy_lengths=(4, 9), generator=torch.Generator().manual_seed(0))
-    assert ids.shape == copied.shape == (200, 40) and ids.dtype == torch.long
-    assert (ids[:, 0] == BOS).all() and ((ids[:, 1:] >= 1) & (ids[:, 1:] < 50)).all()
-    sizes, gaps = set(), set()
-    for row, marks in zip(ids, copied):
-        target, size, source = copy_of(row, marks)
-        assert 4 <= size <= 9 and source + size <= target  # the first copy ends before the second starts
-        sizes.add(size)
-        gaps.add(target - source)
-    assert sizes == set(range(4, 10)) and len(gaps) > 15  # no fixed length, no fixed offset
+def test_in_context_bigrams_follow_each_rows_own_successors():
+    ids, predictable = in_context_bigrams(300, 48, 12, follow=0.75, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == predictable.shape == (300, 48) and ids.dtype == torch.long
+    assert (ids[:, 0] == BOS).all() and ((ids[:, 1:] >= 1) & (ids[:, 1:] < 12)).all()
+    assert not predictable[:, :2].any()
+    for row, marks in zip(ids[:50], predictable[:50]):
+        for t in marks.nonzero().flatten().tolist():  # looking back can get these right
+            assert int(row[t]) in earlier_successors(row, t)
+    assert 0.45 < predictable.float().mean() < 0.75
+    # Within a row, each token is followed by its favourite about 3 times in 4 (plus chance hits, 1 in 11) ...
+    shares, favourites = [], []
+    for row in ids:
+        counts = torch.zeros(12, 12)  # (token, next token) counts of this row
+        counts.index_put_((row[1:-1], row[2:]), torch.ones(46), accumulate=True)
+        often = counts.sum(1) >= 5
+        shares.append(counts.max(1).values[often] / counts.sum(1)[often])
+        favourites.append(int(counts[row[1]].argmax()))  # the favourite of the row's first token
+    assert 0.7 < torch.cat(shares).mean() < 0.85
+    # ... and the favourites are the row's own: the same token has different favourites in different rows
+    same_first = [f for row, f in zip(ids, favourites) if row[1] == 1]
+    assert len(set(same_first)) >= 5, same_first
 
 
-def test_repeated_random_tokens_are_repeatable_and_the_rule_holds_where_asked():
-    a = repeated_random_tokens(64, 32, 20, rule=0.5, generator=torch.Generator().manual_seed(1))
-    b = repeated_random_tokens(64, 32, 20, rule=0.5, generator=torch.Generator().manual_seed(1))
+def test_in_context_bigrams_are_repeatable_and_follow_sets_the_share():
+    a = in_context_bigrams(64, 32, 20, generator=torch.Generator().manual_seed(1))
+    b = in_context_bigrams(64, 32, 20, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    ids = a[0]
-    follows = (ids[:, 3:] == ids[:, 1:-2] % 19 + 1).float().mean().item()  # token = the one two back, plus one
-    assert 0.45 < follows < 0.65, follows  # rule 0.5, plus the random tokens that agree by chance (1 in 19)
-    plain = repeated_random_tokens(64, 32, 20, generator=torch.Generator().manual_seed(1))[0]
-    assert (plain[:, 3:] == plain[:, 1:-2] % 19 + 1).float().mean().item() < 0.15
+    always, marks = in_context_bigrams(64, 32, 20, follow=1.0, generator=torch.Generator().manual_seed(2))
+    for row, row_marks in zip(always, marks):  # follow=1: a token always has the same successor in its row
+        for t in range(2, 32):
+            assert earlier_successors(row, t) <= {int(row[t])}
+            assert bool(row_marks[t]) == bool(earlier_successors(row, t))
+    never, marks = in_context_bigrams(64, 32, 20, follow=0.0, generator=torch.Generator().manual_seed(2))
+    assert not marks.any()
+    assert sum(len(earlier_successors(row, t)) > 1 for row in never for t in range(2, 32)) > 50  # plain noise
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(length=20, copy_lengths=(4, 11)), "length >= 23"),
-        (dict(copy_lengths=(5, 4)), "shortest <= longest"),
+        (dict(length=2), "length should be at least 3"),
         (dict(vocab_size=2), "at least 3"),
-        (dict(rule=1.5), "probability"),
+        (dict(follow=1.5), "probability"),
     ],
 )
-def test_repeated_random_tokens_bad_arguments_say_what_to_do(kwargs, message):
+def test_in_context_bigrams_bad_arguments_say_what_to_do(kwargs, message):
     args = dict(n_sequences=2, length=32, vocab_size=20) | kwargs
     with pytest.raises(ValueError, match=message):
-        repeated_random_tokens(**args)
+        in_context_bigrams(**args)

@@ -258,6 +258,13 @@ def test_untied_lm_head_is_refused(saved):
         load_state_dict_into(GPT(model.config), tensors)
 
 
+def test_an_attention_only_model_cannot_be_saved_in_gpt2_format(tmp_path):
+    model = GPT(GPTConfig(block_size=8, vocab_size=10, n_layer=1, n_head=1, n_embd=8, mlp=False))
+    with pytest.raises(ValueError, match="MLP in every block"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_model_without_biases_cannot_be_saved_in_gpt2_format(tmp_path):
     model = GPT(GPTConfig(block_size=8, vocab_size=10, n_layer=1, n_head=1, n_embd=8, bias=False))
     with pytest.raises(ValueError, match="always has biases"):

@@ -67,6 +67,7 @@ def test_presets_accept_overrides_and_reject_unknowns():
         (dict(block_size=10.5), TypeError, "block_size should be an int"),
         (dict(dropout=1.0), ValueError, "dropout should be a probability"),
         (dict(bias="yes"), TypeError, "bias should be True or False"),
+        (dict(mlp=0), TypeError, "mlp should be True or False"),
     ],
 )
 def test_invalid_configs_raise_clearly(kwargs, error, message):
@@ -191,6 +192,26 @@ def test_attention_weights_for_every_layer(tiny):
     x = tiny.transformer.wte(idx) + tiny.transformer.wpe(torch.arange(9))
     _, expected = tiny.transformer.h[0].attn(tiny.transformer.h[0].ln_1(x), need_weights=True)
     torch.testing.assert_close(weights[0], expected)
+
+
+def test_an_attention_only_model_is_the_full_one_with_silent_mlps():
+    # mlp=False drops each block's MLP and its LayerNorm: the same network as one whose MLPs output zero.
+    torch.manual_seed(0)
+    full = GPT(TINY).eval()
+    attention_only = GPT(GPTConfig(**{**TINY.to_dict(), "mlp": False})).eval()
+    dropped = {name for name in full.state_dict() if ".mlp." in name or ".ln_2." in name}
+    assert set(full.state_dict()) - set(attention_only.state_dict()) == dropped
+    assert all(block.mlp is None and block.ln_2 is None for block in attention_only.transformer.h)
+    assert attention_only.num_params() == full.num_params() - sum(full.state_dict()[n].numel() for n in dropped)
+    with torch.no_grad():
+        for block in full.transformer.h:  # silence the MLPs: their output projection writes zeros
+            block.mlp.c_proj.weight.zero_()
+            block.mlp.c_proj.bias.zero_()
+    attention_only.load_state_dict({n: t for n, t in full.state_dict().items() if n not in dropped})
+    idx = torch.randint(0, TINY.vocab_size, (2, 12))
+    torch.testing.assert_close(attention_only(idx)[0], full(idx)[0])
+    for ours, theirs in zip(attention_only.attention_weights(idx), full.attention_weights(idx)):
+        torch.testing.assert_close(ours, theirs)
 
 
 def test_dropout_is_active_only_in_training():

@@ -45,6 +45,14 @@ def test_sample_is_repeatable_with_a_seed(tmp_path, capsys):
     assert capsys.readouterr().out == first
 
 
+def test_an_attention_only_model_trains_saves_and_samples(tmp_path, capsys):
+    assert main([*SMALL, "--no-mlp", "--max-iters", "1", "--out-dir", str(tmp_path)]) == 0
+    checkpoint = load_checkpoint(tmp_path / "ckpt.safetensors")
+    assert checkpoint.meta["config"]["mlp"] is False and not any(".mlp." in name for name in checkpoint.model_state)
+    capsys.readouterr()
+    assert sample_main(["--checkpoint", str(tmp_path / "ckpt.safetensors"), "--max-new-tokens", "5"]) == 0
+
+
 def test_list_presets(capsys):
     assert main(["--list-presets"]) == 0
     out = capsys.readouterr().out

@@ -27,6 +27,7 @@ class TrainConfig:
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True
+    mlp: bool = True
     vocab_multiple: int = 1  # round vocab_size up to a multiple of this (64 makes GPU matmuls faster)
     # optimization
     batch_size: int = 12  # windows per micro-batch, per process
@@ -110,6 +111,7 @@ HELP: dict[str, str] = {
     "block_size": "context length: tokens the model sees at once",
     "dropout": "dropout probability during training (0 turns it off)",
     "bias": "biases in the Linear layers and LayerNorms, as GPT-2 has",
+    "mlp": "an MLP in every block, as GPT-2 has (--no-mlp: an attention-only model)",
     "vocab_multiple": "round the vocabulary up to a multiple of this (64 makes GPU matmuls faster)",
     "batch_size": "windows per micro-batch, per process",
     "grad_accum": "micro-batches added up per optimizer step",
