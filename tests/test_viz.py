@@ -543,3 +543,58 @@ def test_explorer_on_the_package_model_shows_its_attention(gpt2_tok):
     assert e.current_tokens[:3] == ["To", " be", ","]
     e.text.value = "word " * 20  # 20 tokens against a context of 16
     assert "at most 16" in e.error and e.bars.layout.display == "none"
+
+
+# --- sharp figures in a notebook -------------------------------------------------------------
+
+from minigpt2.viz import sharp_figures  # noqa: E402
+
+
+def test_sharp_figures_outside_ipython_only_sets_the_dpi():
+    with matplotlib.rc_context():
+        sharp_figures()
+        assert matplotlib.rcParams["figure.dpi"] == 72
+        sharp_figures(dpi=96)
+        assert matplotlib.rcParams["figure.dpi"] == 96
+        assert plt.figure(figsize=(2, 1)).canvas.get_width_height() == (192, 96)
+
+
+@pytest.mark.slow
+def test_in_a_kernel_inline_figures_get_twice_the_pixels_of_the_size_they_are_shown_at():
+    """In a real kernel (the one nbconvert and JupyterLab run): before the call a figure's PNG has the pixels of its
+    size in inches × dpi and no size to be shown at; after it, twice the pixels each way, shown at inches × 72."""
+    import base64
+    import io
+
+    import nbformat
+    import PIL.Image
+    from nbclient import NotebookClient
+
+    figure = ("import matplotlib.pyplot as plt\n"
+              "from matplotlib.patches import Rectangle\n"
+              "fig, ax = plt.subplots(figsize=(4, 2))\n"
+              "ax.plot([0, 1])\n"
+              "fig.add_artist(Rectangle((0, 0), 1, 1, transform=fig.transFigure))  # the tight box is the figure\n"
+              "plt.show()")
+    cells = ["import matplotlib\nmatplotlib.rcParams['figure.dpi'] = 72\n" + figure,
+             "from minigpt2.viz import sharp_figures\nsharp_figures()\n" + figure,
+             "sharp_figures()\n" + figure]  # a second call changes nothing
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+
+    pictures = []
+    for cell in nb.cells:
+        [output] = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        png = PIL.Image.open(io.BytesIO(base64.b64decode(output.data["image/png"])))
+        shown = output.metadata.get("image/png", {})
+        pictures.append((png.size, (shown.get("width"), shown.get("height")), output.data["text/plain"]))
+
+    pad = 2 * 0.1 * 72  # bbox_inches="tight" adds savefig.pad_inches (0.1) on each side
+    size = (4 * 72 + pad, 2 * 72 + pad)  # inches × dpi, in pixels
+    (before, shown_before, text_before), (after, shown_after, text_after), again = pictures
+    assert shown_before == (None, None) and before == pytest.approx(size, abs=3)
+    assert shown_after == pytest.approx(size, abs=3)
+    assert after == pytest.approx((2 * size[0], 2 * size[1]), abs=3)
+    assert (after[0] // 2, after[1] // 2) == shown_after  # what IPython says to show it at: half its pixels
+    assert text_before == text_after == "<Figure size 288x144 with 1 Axes>"  # the figure itself is unchanged
+    assert again == pictures[1]
