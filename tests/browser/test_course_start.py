@@ -41,3 +41,17 @@ def test_a_saved_widget_shows_its_picture_before_its_cell_runs(tab):
     assert width == 360 and natural == 720, (width, natural)  # 2x pixels, shown at its own width, not stretched
     assert "temperature" in output.locator(".widget-label").first.inner_text()  # the whole label
     notebook.screenshot("widget-before-running", element=output)
+
+
+def test_a_lessons_figures_have_twice_the_pixels_they_are_shown_with(tab):
+    """sharp_figures() in the import cell: the saved figure is shown at its size (inches × 72 px), its PNG holds twice
+    the pixels each way, so a high-density screen shows it sharp and no screen stretches it."""
+    notebook = tab.open("notebooks/00_welcome.ipynb")
+    cells = notebook.cell_sources()
+    figure_cell = next(i for i, source in enumerate(cells) if "draw_gpt2(ax)" in source)
+    output = notebook.cells().nth(figure_cell).locator(".jp-OutputArea")
+    image = output.locator(".jp-RenderedImage img")
+    image.first.wait_for(timeout=30_000)
+    natural, width = image.first.evaluate("img => [img.naturalWidth, img.getBoundingClientRect().width]")
+    assert natural >= 1000 and width == natural // 2, (natural, width)  # 2x pixels, shown at half their number
+    notebook.screenshot("figure-2x", element=output)
