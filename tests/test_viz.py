@@ -461,6 +461,18 @@ def test_selecting_a_token_moves_its_outlines_and_redraws_its_bars():
     assert "token 4 'o'" in e.message.value.replace("&#x27;", "'")
 
 
+def test_the_widgets_pictures_have_twice_the_pixels_they_are_shown_at():
+    import io
+
+    import PIL.Image
+
+    e = explorer("hello world")
+    for image, fig in ((e.image, e.figure), (e.bars, e._bar_axes[0].figure)):
+        width, height = PIL.Image.open(io.BytesIO(image.value)).size
+        assert int(image.width) == round(fig.get_figwidth() * 80)  # shown at the figure's inches × 80 CSS px
+        assert width == 2 * int(image.width) and height == round(2 * 80 * fig.get_figheight())
+
+
 def test_the_head_and_layer_pick_the_bars_and_the_framed_grid_cell():
     e = explorer("hello world", n_head=4)
     bars = e.bars.value

@@ -87,6 +87,7 @@ class AttentionExplorer(AttentionWidget):
             self._bar_frames_key = tuple(self._pieces)
         self._update_bars()
         self.bars.value = self._bar_frames.png()
+        self.bars.width = self._bar_frames.css_width
         self.bars.layout.display = None
 
     def _status(self) -> str:

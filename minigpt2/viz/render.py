@@ -19,12 +19,14 @@ from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-DPI = 80
+DPI = 80  # CSS pixels per inch of figure size: the size a widget shows its figure at
+PIXEL_RATIO = 2  # the PNG holds twice the pixels each way, sharp on a high-density screen
 
 
 def new_figure(size: tuple[float, float], layout: str | None = "constrained") -> Figure:
-    """A figure outside pyplot (nothing is shown or kept alive by a notebook backend)."""
-    fig = Figure(figsize=size, dpi=DPI, layout=layout)
+    """A figure outside pyplot (nothing is shown or kept alive by a notebook backend), drawn at
+    ``PIXEL_RATIO`` times the pixels it is shown at (see :attr:`Frames.css_width`)."""
+    fig = Figure(figsize=size, dpi=DPI * PIXEL_RATIO, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -60,6 +62,12 @@ class Frames:
         for artist in self.changing:
             artist.set_animated(True)  # left out of full draws: drawn by hand per frame
         self._background = None
+
+    @property
+    def css_width(self) -> str:
+        """The width to show the frames at, in CSS pixels (an ``ipywidgets.Image``'s ``width``): the
+        figure's inches × :data:`DPI`, so each CSS pixel gets ``PIXEL_RATIO`` × ``PIXEL_RATIO`` of the PNG's."""
+        return str(round(self.fig.get_figwidth() * DPI))
 
     def png(self) -> bytes:
         canvas = self.fig.canvas

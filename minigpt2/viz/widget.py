@@ -188,6 +188,7 @@ class AttentionWidget:
             self._frames, self._frames_key = Frames(fig, self._changing_artists()), key
         self._update(weights)
         self.image.value = self._frames.png()
+        self.image.width = self._frames.css_width  # shown at half the PNG's pixels: sharp
         self.image.layout.display = None
         self.current_tokens = list(self._pieces)
         self.message.value = html.escape(self._status())
